@@ -1,0 +1,16 @@
+"""segadapter: SegAdapter and the Segformer family of semantic-segmentation models."""
+from .errors import CheckpointError, ConfigError, DataError, SegAdapterError
+from .modeling.factory import create_model, from_pretrained
+from .modeling.registry import list_models
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "create_model",
+    "from_pretrained",
+    "list_models",
+    "SegAdapterError",
+    "ConfigError",
+    "DataError",
+    "CheckpointError",
+]

@@ -1,0 +1,93 @@
+"""Saving and loading models in segadapter's own format: `config.json` + `model.safetensors`."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+
+from ..errors import CheckpointError
+from ..utils.io import atomic_path, write_json_atomic
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT = "segadapter"
+FORMAT_VERSION = 1
+
+
+def save_pretrained(model, directory: str | os.PathLike, **extra: Any) -> None:
+    """Write weights first, config last: a folder with a config.json is always complete."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    config = {"format": FORMAT, "format_version": FORMAT_VERSION, **model.config, **extra}
+    write_json_atomic(directory / CONFIG_NAME, config)
+
+
+def is_model_dir(path: Path) -> bool:
+    cfg = path / CONFIG_NAME
+    if not cfg.is_file():
+        return False
+    try:
+        return json.loads(cfg.read_text()).get("format") == FORMAT
+    except (ValueError, OSError):
+        return False
+
+
+def resolve_model_dir(path: str | os.PathLike) -> Path:
+    """A model folder, or a training run folder (-> its latest complete checkpoint)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or folder")
+    if path.is_dir() and (path / CONFIG_NAME).is_file():
+        return path
+    latest = path / "checkpoints" / "latest"
+    if latest.is_file():
+        target = path / "checkpoints" / latest.read_text().strip()
+        if (target / CONFIG_NAME).is_file():
+            return target
+        raise CheckpointError(f"{latest}: names {target.name!r}, which is not a complete checkpoint folder")
+    raise CheckpointError(
+        f"{path}: not a segadapter model folder (no {CONFIG_NAME}) nor a training run (no checkpoints/latest)"
+    )
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    cfg_path = directory / CONFIG_NAME
+    try:
+        config = json.loads(cfg_path.read_text())
+    except ValueError as e:
+        raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from None
+    if config.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_path}: not a segadapter config (format={config.get('format')!r})")
+    for key in ("name", "num_classes"):
+        if key not in config:
+            raise CheckpointError(f"{cfg_path}: missing key {key!r}")
+    return config
+
+
+def read_weights(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing weights file")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises several types for corrupt files
+        raise CheckpointError(f"{path}: cannot read safetensors weights ({e})") from None
+
+
+def load_model_dir(path: str | os.PathLike, **overrides: Any):
+    from .factory import create_model
+    from .pretrained import apply_state_dict
+
+    directory = resolve_model_dir(path)
+    config = read_config(directory)
+    options = {**config.get("options", {}), **overrides}
+    model = create_model(config["name"], num_classes=config["num_classes"], **options)
+    apply_state_dict(model, read_weights(directory / WEIGHTS_NAME), source=str(directory / WEIGHTS_NAME))
+    extra = {k: v for k, v in config.items() if k not in ("format", "format_version", "name", "num_classes", "options")}
+    model.config.update(extra)
+    return model

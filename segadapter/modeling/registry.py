@@ -1,0 +1,43 @@
+"""Model registry: one tiny builder per variant, looked up by name (timm style)."""
+from __future__ import annotations
+
+import fnmatch
+from typing import Callable
+
+from ..errors import SegAdapterError
+
+_MODELS: dict[str, Callable] = {}
+
+
+def register_model(name: str):
+    """Decorator: register `fn(num_classes, **options) -> nn.Module` under `name`."""
+
+    def wrap(fn: Callable) -> Callable:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} registered twice")
+        _MODELS[name] = fn
+        return fn
+
+    return wrap
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names, optionally filtered by a shell-style pattern (`adapt-*`)."""
+    _ensure_loaded()
+    names = sorted(_MODELS)
+    if pattern:
+        names = [n for n in names if fnmatch.fnmatch(n, pattern)]
+    return names
+
+
+def get_builder(name: str) -> Callable:
+    _ensure_loaded()
+    if name not in _MODELS:
+        close = [n for n in _MODELS if n.split("-")[0] == name.split("-")[0]] or sorted(_MODELS)
+        raise SegAdapterError(f"unknown model {name!r}; known models: {', '.join(sorted(close))}")
+    return _MODELS[name]
+
+
+def _ensure_loaded() -> None:
+    # Importing the family files registers their builders.
+    from . import models  # noqa: F401
