@@ -1,0 +1,72 @@
+"""The evaluation loop: run inference over a dataset (sharded across DDP ranks) into one metric."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
+
+from .inference import check_inference_args, eval_mode, inference
+from .metrics import ConfusionMatrix, MetricResult
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    mode: str = "whole",
+    crop_size: Sequence[int] | None = None,
+    stride: Sequence[int] | None = None,
+    flip: bool = False,
+    scales: Sequence[float] = (1.0,),
+    device: torch.device | str | None = None,
+    amp_dtype: torch.dtype | None = None,
+    progress: bool = True,
+    num_workers: int = 0,
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+) -> MetricResult:
+    """Score `model` on every item of `dataset` (dicts with "image" and "label", see the data contract).
+
+    Items may differ in size, so they go one at a time. Under torch.distributed each rank takes a
+    strided share of the items and the confusion matrices are summed, so every rank returns the
+    same result. The model is moved to `device` (default: where it already is) and its train/eval
+    modes are restored afterwards.
+    """
+    check_inference_args(mode, crop_size, stride, scales)  # fail before the first image, not after
+    net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    if device is not None:
+        net.to(device)
+    dev = next(net.parameters()).device
+    k = num_classes or getattr(net, "num_classes", None) or len(dataset.classes)
+    names = class_names or getattr(dataset, "classes", None)
+    metric = ConfusionMatrix(k, ignore_index=getattr(dataset, "ignore_index", 255), device=dev)
+
+    rank, world = _rank_world()
+    shard = Subset(dataset, range(rank, len(dataset), world))
+    loader = DataLoader(shard, batch_size=None, num_workers=num_workers, collate_fn=_identity)
+    bar = tqdm(loader, total=len(shard), desc="eval", disable=not progress or rank != 0, dynamic_ncols=True)
+    with eval_mode(net):
+        for item in bar:
+            label = item["label"].to(dev)
+            scores = inference(
+                net, item["image"].to(dev), mode=mode, crop_size=crop_size, stride=stride,
+                flip=flip, scales=scales, out_size=label.shape[-2:], amp_dtype=amp_dtype,
+            )
+            metric.update(scores.argmax(0), label)
+    metric.sync()
+    return metric.compute(names if names is not None and len(names) == k else None)
+
+
+def _identity(item: Any) -> Any:
+    # module-level (not a lambda) so DataLoader workers can pickle it
+    return item
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
