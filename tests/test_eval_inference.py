@@ -70,11 +70,11 @@ def test_window_starts_cover_every_pixel():
 
 def test_whole_resizes_stride4_logits_to_out_size():
     model = Stride4Model()
-    img = torch.randn(3, 30, 41)
+    img = torch.randn(3, 34, 41)
     out = inference(model, img)
-    ref = F.interpolate(model.eval()(img[None]), size=(30, 41), mode="bilinear", align_corners=False)[0]
+    ref = F.interpolate(model.eval()(img[None]), size=(34, 41), mode="bilinear", align_corners=False)[0]
     torch.testing.assert_close(out, ref)
-    assert inference(model, img, out_size=(60, 82)).shape == (4, 60, 82)
+    assert inference(model, img, out_size=(68, 82)).shape == (4, 68, 82)
 
 
 def test_flip_tta_on_mirror_symmetric_input():
@@ -87,7 +87,7 @@ def test_flip_tta_on_mirror_symmetric_input():
     img = torch.randn(1, 3, 8, 10)
     img = (img + img.flip(-1)) / 2  # mirror-symmetric
     model = Lopsided()
-    probs = inference(model, img, flip=True)
+    probs = inference(model, img, flip=True, min_size=1)
     # averaged over an image and its mirror, the result must be mirror-symmetric itself
     torch.testing.assert_close(probs, probs.flip(-1))
     # and equal to the mean of the two softmaxes, computed by hand
@@ -101,15 +101,15 @@ def test_flip_tta_on_mirror_symmetric_input():
 def test_multiscale_averages_probabilities_at_original_size():
     model = PixelModel()
     img = torch.randn(1, 3, 20, 30)
-    out = inference(model, img, scales=(0.5, 1.0, 1.5))
+    out = inference(model, img, scales=(0.5, 1.0, 1.5), min_size=1)
     assert out.shape == (1, 5, 20, 30)
+    # ratio kept: the passes saw 10x15, 20x30 and 30x45 images
+    assert model.calls == [(1, 3, 10, 15), (1, 3, 20, 30), (1, 3, 30, 45)]
     manual = 0
     for s in (0.5, 1.0, 1.5):
         x = F.interpolate(img, size=(round(20 * s), round(30 * s)), mode="bilinear", align_corners=False) if s != 1 else img
         manual = manual + F.interpolate(model(x), size=(20, 30), mode="bilinear", align_corners=False).softmax(1)
     torch.testing.assert_close(out, manual / 3)
-    # ratio kept: the 1.5 pass saw a 30x45 image
-    assert (1, 3, 30, 45) in model.calls and (1, 3, 10, 15) in model.calls
 
 
 def test_restores_training_mode_and_no_grad():
@@ -144,3 +144,19 @@ def test_bad_arguments_are_config_errors():
     with pytest.raises(ConfigError, match="scales"):
         check_inference_args("whole", None, None, (0.0,))
     assert check_inference_args("slide", (512, 512), None, (1.0,)) == ((512, 512), (341, 341))
+
+
+def test_small_images_are_padded_for_strided_models():
+    # a model that, like the real backbones, cannot run below 32 pixels
+    class NeedsThirtyTwo(Stride4Model):
+        def forward(self, x):
+            assert min(x.shape[-2:]) >= 32, x.shape
+            return super().forward(x)
+
+    model = NeedsThirtyTwo()
+    img = torch.randn(3, 7, 45)
+    out = inference(model, img, scales=(0.5, 1.0))
+    assert out.shape == (4, 7, 45)
+    padded = F.pad(img, (0, 0, 0, 25))
+    ref = F.interpolate(model.eval()(padded[None]), size=(32, 45), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(inference(model, img), ref[0, :, :7])

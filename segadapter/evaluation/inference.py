@@ -62,12 +62,16 @@ def inference(
     out_size: Sequence[int] | None = None,
     amp_dtype: torch.dtype | None = None,
     crop_batch_size: int = 4,
+    min_size: int = 32,
 ) -> torch.Tensor:
     """Segment a normalised image `(3, H, W)` or batch `(B, 3, H, W)`.
 
     Returns fp32 scores `(B, K, h, w)` (no batch dim for a 3-D input) at `out_size`, default the
     input's size. One pass (no flip, scales == (1.0,)) gives logits; test-time augmentation gives the
     mean of the passes' softmax probabilities. Either way `argmax(1)` is the prediction.
+
+    In whole mode an input side shorter than `min_size` is zero-padded (the mean colour) up to it:
+    every backbone here downsamples 32x and fails on smaller images.
     """
     crop, step = check_inference_args(mode, crop_size, stride, scales)
     single = image.dim() == 3
@@ -85,7 +89,7 @@ def inference(
             for flipped in (False, True) if flip else (False,):
                 inp = xs.flip(-1) if flipped else xs
                 if mode == "whole":
-                    logits = _forward(model, inp, amp_dtype)
+                    logits = _whole(model, inp, amp_dtype, min_size)
                 else:
                     logits = _slide(model, inp, crop, step, amp_dtype, crop_batch_size)
                 if flipped:
@@ -97,6 +101,16 @@ def inference(
                 passes += 1
     out = total / passes if passes > 1 else total
     return out[0] if single else out
+
+
+def _whole(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None, min_size: int) -> torch.Tensor:
+    """Raw model logits (any resolution); a too-small input is padded and the padding cut off."""
+    h, w = x.shape[-2:]
+    ph, pw = max(min_size - h, 0), max(min_size - w, 0)
+    if not (ph or pw):
+        return _forward(model, x, amp_dtype)
+    logits = _forward(model, F.pad(x, (0, pw, 0, ph)), amp_dtype)
+    return _resize(logits, (h + ph, w + pw))[:, :, :h, :w]
 
 
 def _slide(
