@@ -140,6 +140,16 @@ def test_bad_options_exit_2(capsys, model_dir, images, tmp_path):
     assert code == 2 and "crop" in err
     code, _, err = _run(capsys, *base, "--crop", "8", "8")
     assert code == 2 and "--mode slide" in err
+    code, _, err = _run(capsys, *base, "--palette", "nosuch")
+    assert code == 2 and "nosuch" in err
+
+
+def test_saved_palette_too_short_exit_2(capsys, images, tmp_path):
+    d = tmp_path / "short_palette"
+    segadapter.create_model("segformer-b0", num_classes=3).save_pretrained(d, palette=PALETTE[:2])
+    code, _, err = _run(capsys, d, images / "rgb.png", "--out", tmp_path / "o")
+    assert code == 2 and "config.json palette has 2 colours" in err and str(d) in err
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.skipif(not CAMVID.is_dir(), reason="CamVid not available")

@@ -13,8 +13,6 @@ from pathlib import Path
 from ..errors import ConfigError, DataError
 from ..evaluation.options import add_inference_args, inference_options, load_model, resolve_device
 
-PALETTE_NAMES = ("camvid", "ade20k", "cityscapes", "coco-stuff164k")
-
 
 def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -28,8 +26,9 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIR", help="image files and/or folders of images")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--opacity", type=float, default=0.5, help="overlay colour weight, 0-1 [0.5]")
-    p.add_argument("--palette", choices=PALETTE_NAMES,
-                   help="overlay colours [the model's saved palette, else a generated one]")
+    p.add_argument("--palette", metavar="DATASET",
+                   help="overlay colours of a dataset: camvid, ade20k, cityscapes, coco-stuff164k "
+                   "[the model's saved palette, else a generated one]")
     add_inference_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -102,22 +101,16 @@ def _check_outputs(images: list[Path], out_dir: Path) -> Path:
 
 
 def _palette(name: str | None, model, folder: Path) -> list[tuple[int, int, int]]:
-    from ..data import metainfo
+    from ..data import get_palette
+    from ..data.metainfo import generated_palette
 
     k = model.num_classes
     if name is not None:
-        palette = {
-            "camvid": metainfo.CAMVID_PALETTE,
-            "ade20k": metainfo.ADE20K_PALETTE,
-            "cityscapes": metainfo.CITYSCAPES_PALETTE,
-            "coco-stuff164k": metainfo.COCO_STUFF_PALETTE,
-        }[name]
-        source = f"--palette {name}"
+        palette, source = get_palette(name), f"--palette {name}"
     else:
-        palette = model.config.get("palette")
-        source = f"{folder}/config.json palette"
+        palette, source = model.config.get("palette"), f"{folder}/config.json palette"
     if palette is None:
-        return metainfo.generated_palette(k)
+        return generated_palette(k)
     if len(palette) < k:
         raise ConfigError(f"{source} has {len(palette)} colours but the model predicts {k} classes")
     return [tuple(int(v) for v in c) for c in palette]
