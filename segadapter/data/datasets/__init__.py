@@ -1,0 +1,1 @@
+"""One module per dataset layout; `segadapter.data.registry` maps names to them."""
