@@ -1,4 +1,8 @@
-"""`segadapter` command line: one module per sub-command, each with `add_parser` and `run`."""
+"""`segadapter` command line: one module per sub-command, each with `add_parser` and `run`.
+
+Only the chosen sub-command's module is imported, so one command's dependencies (or a slow
+import) never get in the way of another.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,35 +11,35 @@ import sys
 
 from ..errors import SegAdapterError
 
-# sub-command name -> module in segadapter.cli (imported lazily so `--help` stays fast)
+# sub-command -> (module in segadapter.cli, one-line help)
 COMMANDS = {
-    "train": "train",
-    "eval": "evaluate",
-    "predict": "predict",
-    "flops": "flops",
-    "list": "list_models",
-    "export": "export",
-    "demo": "demo",
+    "demo": ("demo", "train, evaluate and predict end to end (built-in data when no dataset is given)"),
+    "train": ("train", "train a model from a YAML config with key=value overrides"),
+    "eval": ("evaluate", "evaluate a checkpoint on a dataset (per-class IoU/Acc, aAcc, mIoU, mAcc)"),
+    "predict": ("predict", "write class-id PNGs and colour overlays for images"),
+    "flops": ("flops", "count parameters and GFLOPs of a model"),
+    "list": ("list_models", "list registered models"),
+    "export": ("export", "export a checkpoint to ONNX"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="segadapter", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, module in COMMANDS.items():
-        try:
-            mod = importlib.import_module(f"segadapter.cli.{module}")
-        except ModuleNotFoundError as e:
-            if e.name == f"segadapter.cli.{module}":
-                continue  # command not built yet
-            raise
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segadapter", description="SegAdapter segmentation toolkit.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        if name != command:
+            sub.add_parser(name, help=help_text, add_help=False)
+            continue
+        mod = importlib.import_module(f"segadapter.cli.{module}")
         p = mod.add_parser(sub, name)
         p.set_defaults(_run=mod.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else None).parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except SegAdapterError as e:

@@ -1,0 +1,147 @@
+"""Model shapes, training outputs, gradients, and the adapter's identity property."""
+import pytest
+import torch
+
+import segadapter
+from segadapter.errors import ConfigError
+
+K = 5
+
+
+SMALL = ["segformer-b0", "adapt-mit-b0", "semask-mit-b0", "convnext-t", "adapt-convnext-t"]
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_small_models_give_finite_stride4_logits(name):
+    torch.manual_seed(0)
+    model = segadapter.create_model(name, num_classes=K).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(1, 3, 64, 96))
+    assert logits.shape == (1, K, 16, 24)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", segadapter.list_models())
+def test_every_registered_model_gives_stride4_logits(name):
+    # On the meta device: the whole forward runs shape-only, so even B5 costs no compute.
+    with torch.device("meta"):
+        model = segadapter.create_model(name, num_classes=K).eval()
+        logits = model(torch.randn(2, 3, 64, 96))
+        out = model.train()(torch.randn(2, 3, 64, 96))
+    assert logits.shape == (2, K, 16, 24)
+    assert out["logits"].shape == (2, K, 16, 24)
+    assert ("coarse" in out) == (model.adapters is not None)
+
+
+@pytest.mark.parametrize("name", ["adapt-mit-b0", "semask-mit-b0", "adapt-convnext-t"])
+def test_adapter_side_outputs_and_coarse_map_shapes(name):
+    model = segadapter.create_model(name, num_classes=K).eval()  # eval: no dropout, repeatable
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        feats, sides = model.extract_features(x)
+        out = model(x, labels=torch.zeros(2, 64, 64, dtype=torch.long))
+    assert [tuple(s.shape) for s in sides] == [(2, K, 64 // 2 ** (i + 2), 64 // 2 ** (i + 2)) for i in range(4)]
+    assert [f.shape[1] for f in feats] == list(model.backbone.out_channels)
+    assert {"logits", "coarse", "loss", "loss_main", "loss_coarse"} == set(out)
+    assert set(model.train()(x)) == {"logits", "coarse"}
+    assert out["coarse"].shape == out["logits"].shape == (2, K, 16, 16)
+    # the coarse map is the sum of the upsampled side outputs
+    expected = sum(torch.nn.functional.interpolate(s, size=(16, 16), mode="bilinear", align_corners=False)
+                   for s in sides)
+    assert torch.allclose(out["coarse"], expected, atol=1e-5)
+
+
+def test_plain_model_has_no_coarse_output():
+    model = segadapter.create_model("segformer-b0", num_classes=K).train()
+    out = model(torch.randn(2, 3, 64, 64), labels=torch.randint(0, K, (2, 64, 64)))
+    assert "coarse" not in out and "loss_coarse" not in out
+    assert torch.equal(out["loss"], out["loss_main"])
+
+
+def test_loss_is_main_plus_weighted_coarse_and_ignores_255():
+    torch.manual_seed(0)
+    model = segadapter.create_model("adapt-mit-b0", num_classes=K, coarse_weight=0.25).train()
+    labels = torch.randint(0, K, (2, 64, 64))
+    labels[:, :10] = 255
+    out = model(torch.randn(2, 3, 64, 64), labels=labels)
+    assert torch.allclose(out["loss"], out["loss_main"] + 0.25 * out["loss_coarse"])
+    up = torch.nn.functional.interpolate(out["logits"], size=(64, 64), mode="bilinear", align_corners=False)
+    ref = torch.nn.functional.cross_entropy(up, labels, ignore_index=255)
+    assert torch.allclose(out["loss_main"], ref, atol=1e-5)
+    all_ignored = torch.full((2, 64, 64), 255)
+    assert model(torch.randn(2, 3, 64, 64), labels=all_ignored)["loss"].item() == 0.0
+
+
+@pytest.mark.parametrize("name", ["adapt-mit-b0", "adapt-convnext-t", "semask-mit-b0"])
+def test_gradients_reach_every_adapter_parameter(name):
+    torch.manual_seed(0)
+    model = segadapter.create_model(name, num_classes=K).train()
+    out = model(torch.randn(2, 3, 64, 64), labels=torch.randint(0, K, (2, 64, 64)))
+    out["loss"].backward()
+    dead = [n for n, p in model.adapters.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not dead, f"no gradient reaches: {dead}"
+
+
+@pytest.mark.parametrize("adapted,plain", [("adapt-mit-b0", "segformer-b0"), ("adapt-convnext-t", "convnext-t")])
+def test_zero_mu_adapter_is_exactly_the_plain_model(adapted, plain):
+    torch.manual_seed(0)
+    a = segadapter.create_model(adapted, num_classes=K).eval()
+    p = segadapter.create_model(plain, num_classes=K, head_act="gelu").eval()
+    shared = {k: v for k, v in a.state_dict().items() if not k.startswith("adapters.")}
+    p.load_state_dict(shared, strict=True)
+    with torch.no_grad():
+        for layer in a.adapters:
+            for blk in layer.blocks:
+                blk.mu.zero_()
+        x = torch.randn(2, 3, 64, 64)
+        fa, _ = a.extract_features(x)
+        fp, _ = p.extract_features(x)
+        for u, v in zip(fa, fp):
+            assert torch.equal(u, v)
+        assert torch.equal(a(x), p(x))
+        # and with the paper's mu the adapter does change the features
+        for i, layer in enumerate(a.adapters):
+            for blk in layer.blocks:
+                blk.mu.fill_(0.5)
+        assert not torch.equal(a(x), p(x))
+
+
+def test_ablation_options_build_and_run():
+    x = torch.randn(1, 3, 64, 64)
+    variants = [
+        dict(kernel_size=3), dict(kernel_size=7), dict(norm="bn"), dict(norm="in"), dict(ffn_ratio=2.0),
+        dict(ffn_ratio=4.0), dict(blocks_per_stage=[1, 2, 2, 1]), dict(mu_init=[1.0] * 4, mu_learnable=False),
+        dict(coarse_weight=0.0), dict(head_act="relu"),
+    ]
+    for opts in variants:
+        m = segadapter.create_model("adapt-mit-b0", num_classes=K, **opts).eval()
+        with torch.no_grad():
+            assert m(x).shape == (1, K, 16, 16), opts
+    m = segadapter.create_model("adapt-mit-b0", num_classes=K, kernel_size=7)
+    assert m.adapters[0].blocks[0].attn.feat_attn.dwconv.kernel_size == (7, 7)
+    m = segadapter.create_model("adapt-mit-b0", num_classes=K, blocks_per_stage=[1, 2, 2, 1])
+    assert [len(layer.blocks) for layer in m.adapters] == [1, 2, 2, 1]
+    assert m.adapters[1].blocks[0].attn.cls is not m.adapters[1].blocks[1].attn.cls
+    m = segadapter.create_model("adapt-mit-b0", num_classes=K, mu_init=[1.0] * 4, mu_learnable=False)
+    assert not any("mu" in n for n, _ in m.named_parameters())
+    m = segadapter.create_model("adapt-mit-b0", num_classes=K)
+    assert [layer.blocks[0].mu[0].item() for layer in m.adapters] == pytest.approx([1e-5, 1e-4, 1e-3, 1e-2])
+
+
+def test_bad_options_give_config_errors():
+    with pytest.raises(ConfigError, match="kernel_size"):
+        segadapter.create_model("segformer-b0", num_classes=K, kernel_size=3)
+    with pytest.raises(ConfigError, match="norm"):
+        segadapter.create_model("adapt-mit-b0", num_classes=K, norm="gn")
+    with pytest.raises(ConfigError, match="num_classes"):
+        segadapter.create_model("adapt-mit-b0", num_classes=0)
+    with pytest.raises(segadapter.SegAdapterError, match="unknown model"):
+        segadapter.create_model("segformer-b9", num_classes=K)
+
+
+def test_list_models_pattern():
+    assert segadapter.list_models("adapt-convnext-*") == ["adapt-convnext-b", "adapt-convnext-s", "adapt-convnext-t"]
+    names = set(segadapter.list_models())
+    expected = {f"segformer-b{i}" for i in range(6)} | {f"adapt-mit-b{i}" for i in range(6)} | \
+        {f"semask-mit-b{i}" for i in range(4)} | {f"{p}convnext-{v}" for p in ("", "adapt-") for v in "tsb"}
+    assert expected <= names
