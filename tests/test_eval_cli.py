@@ -122,3 +122,35 @@ def test_real_camvid_val_frames(capsys, camvid_model, tmp_path):
     assert result["num_pixels"] == pixels and 0 < pixels < 2 * 360 * 480
     assert result["mIoU"] == pytest.approx(miou, abs=1e-3)
     assert result["aAcc"] == pytest.approx(aacc, abs=1e-3)
+
+
+def _torchrun_like_worker(rank, world, port, argv, out_dir):
+    import contextlib
+    import io
+    import os
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(argv)
+    Path(out_dir, f"rank{rank}.txt").write_text(f"{code}\n{buf.getvalue()}")
+
+
+def test_two_process_eval_equals_single(capsys, camvid_model, fake_camvid, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    argv = ["eval", str(camvid_model), "--data", str(fake_camvid), "--dataset", "camvid", "--json",
+            "--no-progress", "--workers", "0", "--device", "cpu"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_torchrun_like_worker, args=(2, port, argv, str(tmp_path)), nprocs=2, join=True)
+    code0, out0 = (tmp_path / "rank0.txt").read_text().split("\n", 1)
+    code1, out1 = (tmp_path / "rank1.txt").read_text().split("\n", 1)
+    assert code0 == code1 == "0" and out1 == ""  # only rank 0 prints
+    assert main(argv) == 0
+    single = json.loads(capsys.readouterr().out)
+    assert json.loads(out0) == single  # 2 + 1 images on the ranks, summed exactly

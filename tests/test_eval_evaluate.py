@@ -23,7 +23,7 @@ class ToyDataset(torch.utils.data.Dataset):
         g = torch.Generator().manual_seed(seed)
         self.items = []
         for i in range(n):
-            h, w = 8 + 3 * i, 20 - 2 * i  # every item a different size
+            h, w = 32 + 3 * i, 44 - 2 * i  # every item a different size (>= 32: no padding)
             label = torch.randint(0, 3, (h, w), generator=g)
             label[0] = 255
             image = torch.randn(3, h, w, generator=g)

@@ -10,7 +10,6 @@ import json
 import os
 
 import torch
-import torch.distributed as dist
 
 from ..errors import ConfigError
 from ..evaluation.options import add_inference_args, inference_options, load_model, resolve_device
@@ -36,10 +35,16 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import build_dataset
+    from ..engine.distributed import cleanup, get_rank, get_world_size, init_distributed
     from ..evaluation import evaluate
 
     options = inference_options(args)
-    device = _init_distributed(resolve_device(args.device))
+    device = resolve_device(args.device)
+    # under torchrun: join the group (one GPU, or a CPU share, per rank); leave a caller's group alone
+    owns_group = int(os.environ.get("WORLD_SIZE", 1)) > 1 and get_world_size() == 1
+    if owns_group:
+        device = init_distributed(device.type).device
+    rank = get_rank()
     try:
         model, folder = load_model(args.ckpt, device)
         dataset = build_dataset(args.dataset, args.data, args.split)
@@ -53,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
             num_workers=args.workers, **options,
         )
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    if int(os.environ.get("RANK", 0)) != 0:
+        if owns_group:
+            cleanup()
+    if rank != 0:
         return 0
     if args.json:
         meta = {"checkpoint": str(folder), "dataset": args.dataset, "split": args.split,
@@ -65,17 +70,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{folder} on {args.dataset}/{args.split} ({len(dataset)} images)")
         print(result.table())
     return 0
-
-
-def _init_distributed(device: torch.device) -> torch.device:
-    """Join the torchrun process group when launched by it; each rank gets its own GPU."""
-    if int(os.environ.get("WORLD_SIZE", 1)) <= 1 or dist.is_initialized():
-        return device
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return device
 
 
 def _jsonable(v):

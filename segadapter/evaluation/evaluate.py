@@ -4,11 +4,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from ..engine.distributed import get_rank, get_world_size, unwrap
 from .inference import check_inference_args, eval_mode, inference
 from .metrics import ConfusionMatrix, MetricResult
 
@@ -37,7 +37,7 @@ def evaluate(
     modes are restored afterwards.
     """
     check_inference_args(mode, crop_size, stride, scales)  # fail before the first image, not after
-    net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    net = unwrap(model)  # DDP's forward adds nothing at inference; the bare module is simpler
     if device is not None:
         net.to(device)
     dev = next(net.parameters()).device
@@ -45,7 +45,7 @@ def evaluate(
     names = class_names or getattr(dataset, "classes", None)
     metric = ConfusionMatrix(k, ignore_index=getattr(dataset, "ignore_index", 255), device=dev)
 
-    rank, world = _rank_world()
+    rank, world = get_rank(), get_world_size()
     shard = Subset(dataset, range(rank, len(dataset), world))
     loader = DataLoader(shard, batch_size=None, num_workers=num_workers, collate_fn=_identity)
     bar = tqdm(loader, total=len(shard), desc="eval", disable=not progress or rank != 0, dynamic_ncols=True)
@@ -65,8 +65,3 @@ def _identity(item: Any) -> Any:
     # module-level (not a lambda) so DataLoader workers can pickle it
     return item
 
-
-def _rank_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1

@@ -9,10 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..engine.amp import AMP_DTYPES
 from ..errors import ConfigError
 from .inference import MODES, check_inference_args
-
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def add_inference_args(p: argparse.ArgumentParser) -> None:
