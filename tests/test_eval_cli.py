@@ -154,3 +154,12 @@ def test_two_process_eval_equals_single(capsys, camvid_model, fake_camvid, tmp_p
     assert main(argv) == 0
     single = json.loads(capsys.readouterr().out)
     assert json.loads(out0) == single  # 2 + 1 images on the ranks, summed exactly
+
+
+def test_training_run_folder_resolves_to_latest_checkpoint(capsys, camvid_model, fake_camvid, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(camvid_model, run / "checkpoints" / "iter_000010")
+    (run / "checkpoints" / "latest").write_text("iter_000010\n")
+    code, out, err = _eval(capsys, run, "--data", fake_camvid, "--dataset", "camvid", "--json")
+    assert code == 0, err
+    assert json.loads(out)["checkpoint"].endswith("iter_000010")

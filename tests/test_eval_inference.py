@@ -160,3 +160,14 @@ def test_small_images_are_padded_for_strided_models():
     padded = F.pad(img, (0, 0, 0, 25))
     ref = F.interpolate(model.eval()(padded[None]), size=(32, 45), mode="bilinear", align_corners=False)
     torch.testing.assert_close(inference(model, img), ref[0, :, :7])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_autocast_matches_cpu(dtype):
+    model = Stride4Model()
+    img = torch.randn(1, 3, 70, 90)
+    ref = inference(model, img, mode="slide", crop_size=(32, 32), flip=True)
+    out = inference(model.cuda(), img.cuda(), mode="slide", crop_size=(32, 32), flip=True, amp_dtype=dtype)
+    assert out.device.type == "cuda" and out.dtype == torch.float32
+    torch.testing.assert_close(out.cpu(), ref, atol=0.02, rtol=0.02)
