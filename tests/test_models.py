@@ -145,3 +145,24 @@ def test_list_models_pattern():
     expected = {f"segformer-b{i}" for i in range(6)} | {f"adapt-mit-b{i}" for i in range(6)} | \
         {f"semask-mit-b{i}" for i in range(4)} | {f"{p}convnext-{v}" for p in ("", "adapt-") for v in "tsb"}
     assert expected <= names
+
+
+@pytest.mark.parametrize("name", ["segformer-b0", "adapt-convnext-t"])
+def test_fused_inference_head_gives_the_reference_logits(name):
+    torch.manual_seed(0)
+    model = segadapter.create_model(name, num_classes=K)
+    bn = model.decode_head.fuse_norm  # non-trivial BN statistics, so folding them is exercised
+    with torch.no_grad():
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.normal_()
+        bn.bias.normal_()
+    model.eval()
+    with torch.no_grad():
+        feats, _ = model.extract_features(torch.randn(2, 3, 96, 64))
+        ref = model.decode_head.forward_reference(feats)
+        fused = model.decode_head.forward_fused(feats)
+        assert torch.allclose(ref, fused, atol=1e-5, rtol=1e-5)
+        assert torch.equal(model.decode_head(feats), fused)  # eval + no_grad takes the shortcut
+    model.decode_head.train()
+    assert model.decode_head(feats).shape == ref.shape  # training runs the reference path

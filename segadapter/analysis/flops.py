@@ -103,11 +103,17 @@ def count_flops(model: torch.nn.Module, size: tuple[int, int], batch: int = 1) -
     model.eval()
     device = next(model.parameters()).device
     x = torch.zeros(batch, 3, *size, device=device)
+    # Count the architecture as published, not our algebraically folded inference shortcuts.
+    shortcuts = [m for m in model.modules() if getattr(m, "fused_inference", False)]
+    for m in shortcuts:
+        m.fused_inference = False
     try:
         with MacCounter() as counter:
             model(x)
     finally:
         model.train(was_training)
+        for m in shortcuts:
+            m.fused_inference = True
     return counter.total
 
 
