@@ -1,0 +1,42 @@
+"""ONNX export with dynamic batch, height and width."""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from .errors import SegAdapterError
+from .utils.io import atomic_path
+
+
+def export_onnx(model: torch.nn.Module, path: str | os.PathLike, opset: int = 17,
+                sample_size: tuple[int, int] = (512, 512)) -> Path:
+    """Write `model` (eval mode: images -> stride-4 logits) to `path` atomically."""
+    path = Path(path)
+    model = model.eval()
+    x = torch.zeros(1, 3, *sample_size)
+    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+        # The TorchScript exporter: dynamic shapes without extra packages (onnxscript).
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (x,), str(tmp), input_names=["images"], output_names=["logits"], opset_version=opset,
+            dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
+                          "logits": {0: "batch", 2: "height_4", 3: "width_4"}},
+            dynamo=False,
+        )
+    return path
+
+
+def check_onnx(model: torch.nn.Module, path: str | os.PathLike, images: torch.Tensor) -> float:
+    """Max abs logit difference between onnxruntime and PyTorch on `images`."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise SegAdapterError("checking the export needs onnxruntime: pip install 'segadapter[export]'") from None
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = model.eval()(images)
+    out = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+    return float((out - ref).abs().max())
