@@ -9,7 +9,7 @@ A pipeline is called as `transform(image, label, rng=None)` and returns
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +19,10 @@ IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 IGNORE_INDEX = 255
 
-Step = Callable[[np.ndarray, "np.ndarray | None", np.random.Generator], tuple]
+Label = Optional[np.ndarray]  # None when transforming an image alone (prediction)
+Rng = np.random.Generator
+Pair = tuple[np.ndarray, Label]
+Step = Callable[[np.ndarray, Label, Rng], Pair]
 
 
 def _pair(v: int | Sequence[int]) -> tuple[int, int]:
@@ -55,7 +58,7 @@ class RandomResize:
     def __init__(self, scale: tuple[int, int] | None, ratio_range: tuple[float, float] = (0.5, 2.0)):
         self.scale, self.ratio_range = scale, ratio_range
 
-    def __call__(self, image, label, rng):
+    def __call__(self, image: np.ndarray, label: Label, rng: Rng) -> Pair:
         ratio = rng.uniform(*self.ratio_range)
         h, w = image.shape[:2]
         if self.scale is None:
@@ -71,7 +74,7 @@ class Resize:
     def __init__(self, scale: tuple[int, int], resize_label: bool = True):
         self.scale, self.resize_label = scale, resize_label
 
-    def __call__(self, image, label, rng):
+    def __call__(self, image: np.ndarray, label: Label, rng: Rng) -> Pair:
         size = rescale_size(*image.shape[:2], self.scale)
         if label is not None and self.resize_label:
             label = resize_label(label, size)
@@ -90,7 +93,7 @@ class RandomCrop:
         self.crop_size, self.cat_max_ratio = _pair(crop_size), cat_max_ratio
         self.ignore_index, self.max_retries = ignore_index, max_retries
 
-    def _box(self, h: int, w: int, rng) -> tuple[slice, slice]:
+    def _box(self, h: int, w: int, rng: np.random.Generator) -> tuple[slice, slice]:
         ch, cw = self.crop_size
         y = int(rng.integers(0, max(h - ch, 0) + 1))
         x = int(rng.integers(0, max(w - cw, 0) + 1))
@@ -102,7 +105,7 @@ class RandomCrop:
         counts = counts[counts > 0]
         return len(counts) > 1 and counts.max() / counts.sum() < self.cat_max_ratio
 
-    def __call__(self, image, label, rng):
+    def __call__(self, image: np.ndarray, label: Label, rng: Rng) -> Pair:
         h, w = image.shape[:2]
         box = self._box(h, w, rng)
         if label is not None and self.cat_max_ratio < 1.0:
@@ -119,7 +122,7 @@ class RandomFlip:
     def __init__(self, prob: float = 0.5):
         self.prob = prob
 
-    def __call__(self, image, label, rng):
+    def __call__(self, image: np.ndarray, label: Label, rng: Rng) -> Pair:
         if rng.random() < self.prob:
             image = image[:, ::-1]
             label = None if label is None else label[:, ::-1]
@@ -138,18 +141,18 @@ class PhotoMetricDistortion:
     rounds back to uint8, as there.
     """
 
-    def __init__(self, brightness_delta: int = 32, contrast_range=(0.5, 1.5),
-                 saturation_range=(0.5, 1.5), hue_delta: int = 18):
+    def __init__(self, brightness_delta: int = 32, contrast_range: tuple[float, float] = (0.5, 1.5),
+                 saturation_range: tuple[float, float] = (0.5, 1.5), hue_delta: int = 18):
         self.brightness_delta = brightness_delta
         self.contrast_range, self.saturation_range = contrast_range, saturation_range
         self.hue_delta = hue_delta
 
-    def _contrast(self, img, rng):
+    def _contrast(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.integers(2):
             img = _to_uint8(img.astype(np.float32) * rng.uniform(*self.contrast_range))
         return img
 
-    def __call__(self, image, label, rng):
+    def __call__(self, image: np.ndarray, label: Label, rng: Rng) -> Pair:
         img = image
         if rng.integers(2):
             img = _to_uint8(img.astype(np.float32) + rng.uniform(-self.brightness_delta, self.brightness_delta))
@@ -174,11 +177,11 @@ class PhotoMetricDistortion:
 class Normalize:
     """(x - mean) / std per RGB channel on the 0-255 scale; returns float32."""
 
-    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
         self.mean = np.asarray(mean, dtype=np.float32)
         self.std = np.asarray(std, dtype=np.float32)
 
-    def __call__(self, image, label, rng):
+    def __call__(self, image: np.ndarray, label: Label, rng: Rng) -> Pair:
         return (image.astype(np.float32) - self.mean) / self.std, label
 
 
@@ -191,7 +194,7 @@ class Pad:
     def __init__(self, size: tuple[int, int], pad_val: float = 0, seg_pad_val: int = IGNORE_INDEX):
         self.size, self.pad_val, self.seg_pad_val = _pair(size), pad_val, seg_pad_val
 
-    def __call__(self, image, label, rng):
+    def __call__(self, image: np.ndarray, label: Label, rng: Rng) -> Pair:
         h, w = image.shape[:2]
         ph, pw = max(self.size[0] - h, 0), max(self.size[1] - w, 0)
         if ph or pw:
@@ -204,7 +207,7 @@ class Pad:
 class ToTensor:
     """HWC image -> float32 (3, H, W) tensor; label -> int64 (H, W) tensor."""
 
-    def __call__(self, image, label, rng):
+    def __call__(self, image: np.ndarray, label: Label, rng: Rng) -> Pair:
         img = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
         lbl = None if label is None else torch.from_numpy(label.astype(np.int64))
         return img, lbl
@@ -217,7 +220,7 @@ class Compose:
         self.steps = list(steps)
 
     def __call__(self, image: np.ndarray, label: np.ndarray | None = None,
-                 rng: np.random.Generator | None = None):
+                 rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         rng = np.random.default_rng() if rng is None else rng
         for step in self.steps:
             image, label = step(image, label, rng)
@@ -231,7 +234,7 @@ def build_transforms(
     train: bool,
     crop_size: int | tuple[int, int] | None = (512, 512),
     scale: tuple[int, int] | None = None,
-    ratio_range: tuple[float, float] = (0.5, 2.0),
+    ratio_range: tuple[float, float] | None = (0.5, 2.0),
     cat_max_ratio: float = 0.75,
     flip: bool = True,
     photometric: bool = True,

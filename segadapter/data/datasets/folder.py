@@ -2,7 +2,7 @@
 
 Default layout (any of the listed folder names works; pass `img_dir` / `ann_dir` to override):
 
-    ROOT/classes.txt            one class name per line (line i = class id i)
+    ROOT/classes.txt            one class name per line, in id order (blank / '#' lines skipped)
     ROOT/palette.txt            optional: one colour per line, "R G B" or "R,G,B" or "#rrggbb"
     ROOT/images/{split}/a.jpg   ROOT/masks/{split}/a.png   (matched by file stem)
 """
@@ -16,9 +16,9 @@ import numpy as np
 
 from ...errors import DataError
 from ..base import FilePairDataset, Transform
-from .ade20k import reduce_zero_label
 from ..layout import IMAGE_EXTS, check_split, find_files, pair_files, require_dir
 from ..metainfo import Palette, generated_palette
+from .ade20k import reduce_zero_label
 
 _IMAGE_DIRS = ("images/{split}", "{split}/images", "img_dir/{split}")
 _MASK_DIRS = ("masks/{split}", "labels/{split}", "annotations/{split}", "ann_dir/{split}",
