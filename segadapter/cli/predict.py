@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--opacity must be between 0 and 1, got {args.opacity}")
     device = resolve_device(args.device)
     images = _collect_inputs(args.inputs)
-    out_dir = _check_outputs(images, Path(args.out))
+    out_dir = Path(args.out)
+    _check_outputs(images, out_dir)
     for path in images:  # decode everything once first: fail before writing anything
         read_image(path)
     model, folder = load_model(args.ckpt, device)
@@ -81,7 +82,7 @@ def _collect_inputs(inputs: list[str]) -> list[Path]:
     return list(images.values())
 
 
-def _check_outputs(images: list[Path], out_dir: Path) -> Path:
+def _check_outputs(images: list[Path], out_dir: Path) -> None:
     """Refuse runs where one output would replace another output or an input."""
     from ..evaluation.visualize import output_names
 
@@ -97,7 +98,6 @@ def _check_outputs(images: list[Path], out_dir: Path) -> Path:
             owner[name] = path
             if (out_dir / name).resolve() in inputs:
                 raise ConfigError(f"{out_dir / name}: is an input image; choose another --out folder")
-    return out_dir
 
 
 def _palette(name: str | None, model, folder: Path) -> list[tuple[int, int, int]]:
