@@ -1,0 +1,213 @@
+"""MiT / Segformer weights in published layouts -> segadapter key names.
+
+Layouts, told apart by the name of the first patch-embedding conv:
+  nvlabs          NVlabs original: encoder (`mit_b0.pth`) or full (`backbone.` + `decode_head.`)
+  huggingface     transformers v4 names; transformers v5 `save_pretrained` still writes these
+  huggingface-v5  transformers v5 module names (a plain `torch.save(model.state_dict())`)
+  openmmlab       mmseg / mmpretrain MiT (`layers.{i}.{0,1,2}`), encoder only
+  segadapter      our own names in a loose file (whole model or bare backbone)
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+
+from .mit import MIT_SPECS, MixVisionTransformer
+from .pretrained import DROP, find_prefix, remap_keys, rename_module
+
+FAMILY = "MiT/Segformer"
+# layout -> (its first patch-embedding conv weight, encoder prefixes to look for it under)
+LAYOUTS = {
+    "segadapter": ("stages.0.patch_embed.proj.weight", ("backbone.", "")),
+    "nvlabs": ("patch_embed1.proj.weight", ("backbone.", "")),
+    "huggingface": ("encoder.patch_embeddings.0.proj.weight", ("segformer.", "")),
+    "huggingface-v5": ("stages.0.patch_embeddings.proj.weight", ("segformer.", "")),
+    "openmmlab": ("layers.0.0.projection.weight", ("backbone.", "")),
+}
+_HEADS = ("decode_head.", "auxiliary_head.")
+
+# Block-internal module names -> ours. `attn.k`/`attn.v` are fused into `attn.kv` afterwards,
+# `attn.qkv` (OpenMMLab's packed in_proj) split into `attn.q` + `attn.kv`.
+_HF_BLOCK = {
+    "layer_norm_1": "norm1", "attention.self.query": "attn.q", "attention.self.key": "attn.k",
+    "attention.self.value": "attn.v", "attention.self.sr": "attn.sr",
+    "attention.self.layer_norm": "attn.norm", "attention.output.dense": "attn.proj",
+    "layer_norm_2": "norm2", "mlp.dense1": "mlp.fc1", "mlp.dwconv.dwconv": "mlp.dwconv",
+    "mlp.dense2": "mlp.fc2",
+}
+_HF5_BLOCK = {
+    "layernorm_before": "norm1", "attention.q_proj": "attn.q", "attention.k_proj": "attn.k",
+    "attention.v_proj": "attn.v", "attention.sequence_reduction.sequence_reduction": "attn.sr",
+    "attention.sequence_reduction.layer_norm": "attn.norm", "attention.o_proj": "attn.proj",
+    "layernorm_after": "norm2", "mlp.fc1": "mlp.fc1", "mlp.dwconv.dwconv": "mlp.dwconv",
+    "mlp.fc2": "mlp.fc2",
+}
+_MM_BLOCK = {
+    "norm1": "norm1", "attn.attn.out_proj": "attn.proj", "attn.sr": "attn.sr", "attn.norm": "attn.norm",
+    "norm2": "norm2", "ffn.layers.0": "mlp.fc1", "ffn.layers.1": "mlp.dwconv", "ffn.layers.4": "mlp.fc2",
+}
+_EMBED = {"proj": "proj", "layer_norm": "norm"}
+
+
+def _join(head: str, tail: str | None) -> str | None:
+    return None if tail is None else head + tail
+
+
+def _nvlabs_encoder(k: str) -> str | None:
+    if m := re.fullmatch(r"patch_embed(\d)\.(.+)", k):
+        return f"stages.{int(m[1]) - 1}.patch_embed.{m[2]}"
+    if m := re.fullmatch(r"block(\d)\.(\d+)\.(.+)", k):  # same block names as ours but the dwconv
+        return f"stages.{int(m[1]) - 1}.blocks.{m[2]}." + m[3].replace("mlp.dwconv.dwconv.", "mlp.dwconv.")
+    if m := re.fullmatch(r"norm(\d)\.(.+)", k):
+        return f"stages.{int(m[1]) - 1}.norm.{m[2]}"
+    return DROP if k.startswith("head.") else None  # head.*: the ImageNet classifier
+
+
+def _nvlabs_head(k: str) -> str | None:
+    if m := re.fullmatch(r"decode_head\.linear_c(\d)\.proj\.(\w+)", k):
+        return f"decode_head.proj.{int(m[1]) - 1}.{m[2]}"
+    if k.startswith(("decode_head.conv_seg.", "auxiliary_head.")):
+        return DROP  # mmseg's BaseDecodeHead creates conv_seg; the Segformer head never uses it
+    return rename_module(k, {"decode_head.linear_fuse.conv": "decode_head.fuse",
+                             "decode_head.linear_fuse.bn": "decode_head.fuse_norm",
+                             "decode_head.linear_pred": "decode_head.classifier"})
+
+
+def _hf_encoder(k: str) -> str | None:
+    if m := re.fullmatch(r"encoder\.patch_embeddings\.(\d)\.(.+)", k):
+        return _join(f"stages.{m[1]}.patch_embed.", rename_module(m[2], _EMBED))
+    if m := re.fullmatch(r"encoder\.block\.(\d)\.(\d+)\.(.+)", k):
+        return _join(f"stages.{m[1]}.blocks.{m[2]}.", rename_module(m[3], _HF_BLOCK))
+    if m := re.fullmatch(r"encoder\.layer_norm\.(\d)\.(\w+)", k):
+        return f"stages.{m[1]}.norm.{m[2]}"
+    return None
+
+
+def _hf5_encoder(k: str) -> str | None:
+    if m := re.fullmatch(r"stages\.(\d)\.patch_embeddings\.(.+)", k):
+        return _join(f"stages.{m[1]}.patch_embed.", rename_module(m[2], _EMBED))
+    if m := re.fullmatch(r"stages\.(\d)\.blocks\.(\d+)\.(.+)", k):
+        return _join(f"stages.{m[1]}.blocks.{m[2]}.", rename_module(m[3], _HF5_BLOCK))
+    if m := re.fullmatch(r"stages\.(\d)\.layer_norm\.(\w+)", k):
+        return f"stages.{m[1]}.norm.{m[2]}"
+    return None
+
+
+def _hf_head(k: str) -> str | None:
+    if m := re.fullmatch(r"decode_head\.(?:linear_c|linear_projections)\.(\d)\.proj\.(\w+)", k):
+        return f"decode_head.proj.{m[1]}.{m[2]}"
+    if k.startswith(("classifier.", "auxiliary_head.")):
+        return DROP  # SegformerForImageClassification's ImageNet classifier
+    return rename_module(k, {"decode_head.linear_fuse": "decode_head.fuse",
+                             "decode_head.batch_norm": "decode_head.fuse_norm",
+                             "decode_head.classifier": "decode_head.classifier"})
+
+
+def _mm_encoder(k: str) -> str | None:
+    if m := re.fullmatch(r"layers\.(\d)\.0\.(.+)", k):
+        return _join(f"stages.{m[1]}.patch_embed.", rename_module(m[2], {"projection": "proj", "norm": "norm"}))
+    if m := re.fullmatch(r"layers\.(\d)\.1\.(\d+)\.attn\.attn\.in_proj_(weight|bias)", k):
+        return f"stages.{m[1]}.blocks.{m[2]}.attn.qkv.{m[3]}"
+    if m := re.fullmatch(r"layers\.(\d)\.1\.(\d+)\.(.+)", k):
+        return _join(f"stages.{m[1]}.blocks.{m[2]}.", rename_module(m[3], _MM_BLOCK))
+    if m := re.fullmatch(r"layers\.(\d)\.2\.(\w+)", k):
+        return f"stages.{m[1]}.norm.{m[2]}"
+    return None
+
+
+def _mm_head(k: str) -> str | None:
+    # mmseg's SegformerHead puts BN + ReLU after every per-stage projection: not our head.
+    return DROP if k.startswith(_HEADS) else None
+
+
+def _same(k: str) -> str:
+    return k
+
+
+_KEY_FNS = {
+    "segadapter": (_same, _same),
+    "nvlabs": (_nvlabs_encoder, _nvlabs_head),
+    "huggingface": (_hf_encoder, _hf_head),
+    "huggingface-v5": (_hf5_encoder, _hf_head),
+    "openmmlab": (_mm_encoder, _mm_head),
+}
+
+
+def handles(backbone) -> bool:
+    return isinstance(backbone, MixVisionTransformer)
+
+
+def detect_layout(state: dict) -> str | None:
+    return next((name for name, (anchor, prefixes) in LAYOUTS.items()
+                 if find_prefix(state, anchor, prefixes) is not None), None)
+
+
+def convert(state: dict[str, torch.Tensor], layout: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Rename `state` (in `layout`) to our keys; returns (state, deliberately dropped keys)."""
+    anchor, prefixes = LAYOUTS[layout]
+    prefix = find_prefix(state, anchor, prefixes)
+    encoder_fn, head_fn = _KEY_FNS[layout]
+
+    def key_fn(k: str) -> str | None:
+        if k.startswith(_HEADS) or not k.startswith(prefix):
+            return head_fn(k)
+        new = encoder_fn(k[len(prefix):])
+        return new if new in (None, DROP) else "backbone." + new
+
+    out, dropped = remap_keys(state, key_fn)
+    return _fit_shapes(_fuse_attention(out)), dropped
+
+
+def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model=None) -> dict[str, torch.Tensor]:
+    """timm-style filter: a published MiT/Segformer state dict in our key names."""
+    layout = detect_layout(state_dict)
+    if layout is None:
+        raise ValueError("not a known MiT/Segformer checkpoint layout")
+    return convert(state_dict, layout)[0]
+
+
+def optional_prefixes(layout: str) -> tuple[str, ...]:
+    return ()
+
+
+def describe(state: dict) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """(widths, depths) of the encoder in a converted state dict."""
+    widths, depths = [], []
+    for i in range(4):
+        w = state.get(f"backbone.stages.{i}.patch_embed.proj.weight")
+        if w is None:
+            return None
+        widths.append(int(w.shape[0]))
+        blocks = {int(m[1]) for k in state if (m := re.match(rf"backbone\.stages\.{i}\.blocks\.(\d+)\.", k))}
+        depths.append(max(blocks) + 1 if blocks else 0)
+    return tuple(widths), tuple(depths)
+
+
+def variant_name(widths, depths) -> str | None:
+    return next((f"MiT-{v.upper()}" for v, s in MIT_SPECS.items()
+                 if tuple(s.widths) == tuple(widths) and tuple(s.depths) == tuple(depths)), None)
+
+
+def _fuse_attention(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Separate key/value -> our fused kv (key rows first); packed q,k,v -> q + kv."""
+    for k in [k for k in state if ".attn.k." in k]:
+        v = k.replace(".attn.k.", ".attn.v.")
+        if v in state:
+            state[k.replace(".attn.k.", ".attn.kv.")] = torch.cat([state.pop(k), state.pop(v)])
+    for k in [k for k in state if ".attn.qkv." in k]:
+        qkv = state.pop(k)
+        c = qkv.shape[0] // 3
+        state[k.replace(".qkv.", ".q.")], state[k.replace(".qkv.", ".kv.")] = qkv[:c], qkv[c:]
+    return state
+
+
+def _fit_shapes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Linear <-> 1x1 conv: published heads use Linear projections (ours are 1x1 convs),
+    OpenMMLab's Mix-FFN uses 1x1 convs (ours are Linear)."""
+    for k, v in state.items():
+        if re.fullmatch(r"decode_head\.proj\.\d+\.weight", k) and v.ndim == 2:
+            state[k] = v[:, :, None, None]
+        elif re.search(r"\.mlp\.fc[12]\.weight$", k) and v.ndim == 4 and tuple(v.shape[2:]) == (1, 1):
+            state[k] = v.flatten(1)
+    return state
