@@ -75,9 +75,11 @@ def apply_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
 
 def load_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> LoadReport:
     """Load a local file/folder into `model`: our own folder, or a published layout."""
-    from .hub import WEIGHTS_NAME, is_model_dir, read_weights
+    from .hub import WEIGHTS_NAME, is_model_dir, read_weights, resolve_model_dir
 
     path = Path(path)
+    if (path / "checkpoints" / "latest").is_file():  # a training run: its latest checkpoint
+        path = resolve_model_dir(path)
     if path.is_dir() and is_model_dir(path):
         return apply_state_dict(model, read_weights(path / WEIGHTS_NAME), source=str(path))
     state = read_checkpoint(path)
