@@ -38,7 +38,8 @@ class LoadReport:
     ignored: list[str] = field(default_factory=list)  # checkpoint tensors deliberately unused
 
     def __str__(self) -> str:
-        groups = sorted({k.split(".")[0] for k in self.fresh})
+        # backbone parts are named one level deeper (e.g. backbone.out_norms)
+        groups = sorted({".".join(k.split(".")[:2 if k.startswith("backbone.") else 1]) for k in self.fresh})
         msg = f"loaded {len(self.loaded)} tensors from {self.source} ({self.layout} layout)"
         if self.fresh:
             msg += f"; freshly initialised: {len(self.fresh)} tensors in {', '.join(groups)}"
