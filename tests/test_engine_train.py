@@ -130,3 +130,24 @@ def test_cli_default_run_name():
     assert default_run_name("adapt-mit_ade20k", "adapt-mit-b2") == "adapt-mit-b2_ade20k"
     assert default_run_name("adapt-mit_ade20k", "segformer-b2") == "adapt-mit_ade20k"
     assert default_run_name("synthetic", "adapt-mit-b0") == "synthetic"
+
+
+def test_bf16_channels_last_and_clipping(tmp_path):
+    cfg = tiny_config(amp="bf16", channels_last=True, log_interval=2, eval_interval=0, checkpoint_interval=0)
+    cfg.schedule.max_iters, cfg.optim.grad_clip, cfg.data.val_split = 4, 0.5, None
+    trainer = Trainer(cfg, tmp_path)
+    assert trainer.amp_dtype is torch.bfloat16
+    assert trainer.net.backbone.stages[0].patch_embed.proj.weight.is_contiguous(memory_format=torch.channels_last)
+    assert trainer.fit() is None  # no validation split
+    train = records(tmp_path, "train")
+    assert [r["iter"] for r in train] == [2, 4]
+    assert all(r["grad_norm"] > 0 and r["loss"] > 0 for r in train)
+    assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "iter_000004"  # saved at the end
+
+
+def test_fp16_on_cpu_is_a_config_error(tmp_path):
+    from segadapter.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        Trainer(tiny_config(amp="fp16"), tmp_path)
+    assert not tmp_path.joinpath("config.yaml").exists()
