@@ -14,7 +14,7 @@ from segadapter import CheckpointError
 X = torch.randn(1, 3, 32, 64, generator=torch.Generator().manual_seed(0))  # small: 7x7 dwconvs are slow on CPU
 
 
-@functools.lru_cache(maxsize=None)  # shared by the tests, which only read it
+@functools.cache  # shared by the tests, which only read it
 def source():
     """convnext-t with every tensor perturbed (layer scales, norms included)."""
     torch.manual_seed(0)
@@ -36,7 +36,7 @@ def stage_maps(model):
     return flow, [model.backbone.stage_output(i, f) for i, f in enumerate(flow)]
 
 
-reference_maps = functools.lru_cache(maxsize=None)(stage_maps)
+reference_maps = functools.cache(stage_maps)
 
 
 def check_loaded(model, with_out_norms):

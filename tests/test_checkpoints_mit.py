@@ -15,7 +15,7 @@ from segadapter import CheckpointError
 X = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))
 
 
-@functools.lru_cache(maxsize=None)  # shared by the tests, which only read it
+@functools.cache  # shared by the tests, which only read it
 def randomized(name, num_classes=19):
     """A model whose every tensor is perturbed (layer scales, norms, BN statistics too)."""
     torch.manual_seed(0)
@@ -43,7 +43,7 @@ def outputs(model, backbone_only):
     return tuple(model.eval().backbone(X)) if backbone_only else (model.eval()(X),)
 
 
-reference_outputs = functools.lru_cache(maxsize=None)(outputs)  # of the shared source models
+reference_outputs = functools.cache(outputs)  # of the shared source models
 
 
 def assert_same_outputs(dst, src, backbone_only=False):
