@@ -114,6 +114,7 @@ def test_cli_train_resume_and_errors(tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     # `--resume RUN` alone reuses the run's config.yaml; an override extends the schedule.
     assert main(["train", "--resume", str(run), "schedule.max_iters=8"]) == 0
+    assert "config changed since the run started: schedule.max_iters: 6 -> 8" in capsys.readouterr().out
     assert (run / "checkpoints" / "latest").read_text().strip() == "iter_000008"
     assert load_config(run / "config.yaml").schedule.max_iters == 8
 

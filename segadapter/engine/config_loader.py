@@ -100,6 +100,27 @@ def save_config(cfg: Config, path: str | os.PathLike) -> None:
     write_text_atomic(path, text)
 
 
+def config_changes(old_path: str | os.PathLike, cfg: Config) -> list[str]:
+    """`key: old -> new` for every leaf of `cfg` that differs from the config saved at `old_path`."""
+    try:
+        old = _flatten(_read_yaml(Path(old_path)))
+    except ConfigError:
+        return []
+    new = _flatten(cfg.to_dict())
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(old.keys() | new.keys())
+            if old.get(k) != new.get(k)]
+
+
+def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

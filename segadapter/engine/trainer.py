@@ -20,7 +20,7 @@ from . import checkpoint as ckpt
 from .amp import amp_dtype, grad_scaler
 from .builders import build_datasets, build_model
 from .config import Config
-from .config_loader import save_config
+from .config_loader import config_changes, save_config
 from .data_iter import epoch_batches
 from .distributed import DistInfo, all_gather_objects, all_reduce_mean, init_distributed, unwrap, wrap_model
 from .metrics_log import METRICS_NAME, MetricsLog
@@ -105,10 +105,13 @@ class Trainer:
         except RuntimeError as e:
             raise CheckpointError(f"{folder}: weights do not fit the configured model ({e})") from None
         state = ckpt.load_train_state(folder)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.iteration = int(state["iteration"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.iteration = int(state["iteration"])
+        except (KeyError, ValueError, RuntimeError) as e:  # e.g. other parameter groups than the config's
+            raise CheckpointError(f"{folder}: training state does not fit this config ({e})") from None
         if state.get("batches_per_epoch") != len(self.loader):
             warnings.warn(f"batches per epoch changed ({state.get('batches_per_epoch')} -> {len(self.loader)}): "
                           "the resumed data order differs from the original run", stacklevel=2)
@@ -128,6 +131,9 @@ class Trainer:
             return None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.remove_stale_temporaries(self.run_dir)
+        if resumed:
+            for change in config_changes(self.run_dir / CONFIG_NAME, self.cfg):
+                self._say(f"config changed since the run started: {change}")
         save_config(self.cfg, self.run_dir / CONFIG_NAME)
         return MetricsLog(self.run_dir / METRICS_NAME, keep_until=self.iteration if resumed else None)
 
