@@ -67,3 +67,15 @@ def test_state_round_trip_is_exact():
             o.step()
         sched.step()
         sched2.step()
+
+
+def test_loading_keeps_the_configured_curve():
+    opt, sched = make(max_iters=100)
+    for _ in range(60):
+        opt.step()
+        sched.step()
+    opt2, longer = make(max_iters=200)  # resumed with a longer schedule
+    opt2.load_state_dict(opt.state_dict())
+    longer.load_state_dict(sched.state_dict())
+    assert longer.last_epoch == 60 and longer.max_iters == 200
+    assert opt2.param_groups[0]["lr"] == pytest.approx(1e-3 * lr_factor(60, 200, 10))

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 import segadapter
 from segadapter.cli.main import main
-from segadapter.engine import Trainer, load_config
+from segadapter.engine import Trainer, load_config, lr_factor
 from segadapter.engine.config import config_from_dict
 from segadapter.errors import CheckpointError
 
@@ -117,6 +117,8 @@ def test_cli_train_resume_and_errors(tmp_path, capsys):
     assert "config changed since the run started: schedule.max_iters: 6 -> 8" in capsys.readouterr().out
     assert (run / "checkpoints" / "latest").read_text().strip() == "iter_000008"
     assert load_config(run / "config.yaml").schedule.max_iters == 8
+    last = records(run, "train")[-1]  # the extension follows the new schedule, not the old one's 0
+    assert last["iter"] == 8 and last["lr"] == pytest.approx(1e-3 * lr_factor(7, 8, 5))
 
     assert main(["train", str(cfg_file), "optim.lrr=1", "--work-dir", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()

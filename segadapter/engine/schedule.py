@@ -43,6 +43,15 @@ class WarmupPolyLR(LRScheduler):
         f = self.factor()
         return [base * f for base in self.base_lrs]
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Take only the position from `state_dict`; the curve (max_iters, warm-up, power, base lrs)
+        stays as constructed from the config, so a resumed run may extend or change its schedule."""
+        self.last_epoch = int(state_dict["last_epoch"])
+        self._step_count = int(state_dict.get("_step_count", self.last_epoch + 1))
+        self._last_lr = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = lr
+
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig) -> WarmupPolyLR:
     return WarmupPolyLR(optimizer, cfg.max_iters, cfg.warmup_iters, cfg.warmup_ratio, cfg.power)

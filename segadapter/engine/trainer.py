@@ -105,8 +105,13 @@ class Trainer:
         except RuntimeError as e:
             raise CheckpointError(f"{folder}: weights do not fit the configured model ({e})") from None
         state = ckpt.load_train_state(folder)
+        # The checkpoint supplies the optimizer's moments and the position in the schedule; the
+        # hyper-parameters stay the config's (identical unless the user changed them on resume).
+        hyper = [{k: g[k] for k in ("initial_lr", "weight_decay", "betas")} for g in self.optimizer.param_groups]
         try:
             self.optimizer.load_state_dict(state["optimizer"])
+            for group, values in zip(self.optimizer.param_groups, hyper):
+                group.update(values)
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
             self.iteration = int(state["iteration"])
