@@ -22,7 +22,7 @@ from .builders import build_datasets, build_model
 from .config import Config
 from .config_loader import config_changes, save_config
 from .data_iter import epoch_batches
-from .distributed import DistInfo, all_gather_objects, all_reduce_mean, init_distributed, unwrap, wrap_model
+from .distributed import DistInfo, all_gather_objects, all_reduce_mean, init_distributed, wrap_model
 from .metrics_log import METRICS_NAME, MetricsLog
 from .optim import build_optimizer
 from .plot import plot_curves
