@@ -150,3 +150,19 @@ def test_paper_recipes():
     assert (coco.data.crop_size, coco.schedule.max_iters) == ((512, 512), 80_000)
     cnx = load_config("adapt-convnext_ade20k")
     assert (cnx.optim.lr, cnx.optim.weight_decay, cnx.optim.layer_decay) == (pytest.approx(1e-4), 0.05, 0.9)
+
+
+def test_camvid_cpu_config_reads_the_project_copy():
+    from pathlib import Path
+
+    from segadapter.engine.builders import build_datasets
+
+    cfg = load_config("adapt-mit_camvid-cpu")
+    if not Path(cfg.data.root).is_dir():
+        pytest.skip(f"CamVid not at {cfg.data.root} (relative to the repository root)")
+    train, val = build_datasets(cfg.data)
+    assert (len(train), len(val), len(train.classes)) == (367, 101, 11)
+    item = train[0]
+    assert tuple(item["image"].shape) == (3, 192, 256) and tuple(item["label"].shape) == (192, 256)
+    v = val[0]
+    assert tuple(v["image"].shape) == (3, 240, 320) and tuple(v["label"].shape) == (360, 480)  # labels at full res
