@@ -12,7 +12,17 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
 class AllMLPHead(nn.Module):
     """Per-stage linear C_i -> C_d, upsample to stride 4, concat (c4, c3, c2, c1),
-    1x1 fuse + BN + act, dropout, 1x1 classifier."""
+    1x1 fuse + BN + act, dropout, 1x1 classifier.
+
+    The published order of operations is `forward_reference`. `forward` computes the same
+    function with less work: a 1x1 conv commutes with bilinear upsampling (whose weights sum to
+    one), so `fuse o concat o upsample o proj` equals `sum_i upsample((fuse_i @ proj_i) f_i)`: each
+    stage is projected straight to C_d at its own resolution and the 4*C_d-channel concat at
+    stride 4 never exists. In eval mode the BN is folded into those weights as well.
+    `fused_inference = False` (used by the FLOPs counter) restores the published order.
+    """
+
+    fused_inference: bool = True
 
     def __init__(self, in_channels: Sequence[int], num_classes: int, channels: int = 256,
                  act: str = "relu", dropout: float = 0.1):
@@ -34,42 +44,44 @@ class AllMLPHead(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
-        if not self.training and self.fused_inference and not torch.is_grad_enabled():
-            return self.forward_fused(feats)
-        return self.forward_reference(feats)
+        if not self.fused_inference:
+            return self.forward_reference(feats)
+        if self.training:
+            x = self.fuse_norm(self._factored_sum(feats, *self.factored_weights()))
+            return self.classifier(self.dropout(self.act(x)))
+        return self.classifier(self.act(self._factored_sum(feats, *self.factored_weights(fold_bn=True))))
 
-    # Inference shortcut, on by default: a 1x1 conv commutes with bilinear upsampling (whose weights
-    # sum to one), so the fuse conv is folded into each stage's projection and run at the stage's
-    # own resolution, and the eval-mode BN is folded in too. Same logits, ~4x fewer head FLOPs.
-    fused_inference: bool = True
-
-    def fused_weights(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Per-stage (C_d x C_i) weights and biases of fuse o proj, with BN folded in."""
-        bn = self.fuse_norm
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        fuse = self.fuse.weight.flatten(1) * scale[:, None]  # (C_d, n * C_d)
+    def factored_weights(self, fold_bn: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per-stage (C_d x C_i) weights and (C_d) biases of `fuse o proj_i`; with `fold_bn`,
+        the eval-mode BN folded in (its shift added to the first stage's bias)."""
+        fuse = self.fuse.weight.flatten(1)  # (C_d, n * C_d)
+        if fold_bn:
+            bn = self.fuse_norm
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            fuse = fuse * scale[:, None]
         n = len(self.proj)
         weights, biases = [], []
         for i, proj in enumerate(self.proj):
             block = fuse[:, (n - 1 - i) * self.channels:(n - i) * self.channels]  # concat is deepest-first
             weights.append(block @ proj.weight.flatten(1))
             biases.append(block @ proj.bias)
-        biases[0] = biases[0] + bn.bias - bn.running_mean * scale
+        if fold_bn:
+            biases[0] = biases[0] + bn.bias - bn.running_mean * scale
         return weights, biases
 
-    def forward_fused(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+    @staticmethod
+    def _factored_sum(feats, weights, biases) -> torch.Tensor:
         size = feats[0].shape[-2:]
-        weights, biases = self.fused_weights()
         x = None
         for f, w, b in zip(feats, weights, biases):
             y = F.conv2d(f, w.to(f.dtype)[:, :, None, None], b.to(f.dtype))
             if y.shape[-2:] != size:
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
             x = y if x is None else x + y
-        return self.classifier(self.act(x))
+        return x
 
     def forward_reference(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The head as published: what training runs and what FLOPs are counted on."""
+        """The head in the published order of operations (what FLOPs are counted on)."""
         size = feats[0].shape[-2:]
         ups = []
         for f, proj in zip(feats, self.proj):

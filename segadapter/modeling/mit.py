@@ -36,6 +36,17 @@ MIT_SPECS = {
 }
 
 
+def tokens_to_map(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, N, C) tokens -> (B, C, H, W) as a channels-last view: no copy, and convs on it run
+    in the channels-last layout, whose outputs turn back into tokens for free."""
+    return x.view(x.shape[0], h, w, x.shape[2]).permute(0, 3, 1, 2)
+
+
+def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, N, C); a view when `x` is channels-last."""
+    return x.flatten(2).transpose(1, 2)
+
+
 class OverlapPatchEmbed(nn.Module):
     """Strided conv with overlapping windows, then LayerNorm over channels."""
 
@@ -47,7 +58,7 @@ class OverlapPatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         x = self.proj(x)
         h, w = x.shape[-2:]
-        return self.norm(x.flatten(2).transpose(1, 2)), h, w
+        return self.norm(map_to_tokens(x)), h, w
 
 
 class EfficientSelfAttention(nn.Module):
@@ -69,8 +80,7 @@ class EfficientSelfAttention(nn.Module):
         d = c // self.heads
         q = self.q(x).reshape(b, n, self.heads, d).transpose(1, 2)
         if self.sr_ratio > 1:
-            kv_in = self.sr(x.transpose(1, 2).reshape(b, c, h, w)).flatten(2).transpose(1, 2)
-            kv_in = self.norm(kv_in)
+            kv_in = self.norm(map_to_tokens(self.sr(tokens_to_map(x, h, w))))
         else:
             kv_in = x
         kv = self.kv(kv_in).reshape(b, -1, 2, self.heads, d).permute(2, 0, 3, 1, 4)
@@ -89,9 +99,7 @@ class MixFFN(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        x = self.fc1(x)
-        b, n, c = x.shape
-        x = self.dwconv(x.transpose(1, 2).reshape(b, c, h, w)).flatten(2).transpose(1, 2)
+        x = map_to_tokens(self.dwconv(tokens_to_map(self.fc1(x), h, w)))
         return self.fc2(self.act(x))
 
 
@@ -122,8 +130,7 @@ class MiTStage(nn.Module):
         x, h, w = self.patch_embed(x)
         for blk in self.blocks:
             x = blk(x, h, w)
-        x = self.norm(x)
-        return x.transpose(1, 2).reshape(x.shape[0], -1, h, w)
+        return tokens_to_map(self.norm(x), h, w)
 
 
 class MixVisionTransformer(nn.Module):
