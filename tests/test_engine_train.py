@@ -154,3 +154,15 @@ def test_fp16_on_cpu_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         Trainer(tiny_config(amp="fp16"), tmp_path)
     assert not tmp_path.joinpath("config.yaml").exists()
+
+
+def test_pretrained_weights_are_the_starting_point(tmp_path, capsys):
+    torch.manual_seed(123)
+    source = segadapter.create_model("segformer-b0", num_classes=5)
+    source.save_pretrained(tmp_path / "init")
+    cfg = tiny_config()
+    cfg.model.pretrained = str(tmp_path / "init")
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert "pretrained: loaded" in capsys.readouterr().out
+    for name, p in trainer.net.state_dict().items():
+        assert torch.equal(p, source.state_dict()[name]), name

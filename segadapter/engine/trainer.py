@@ -57,6 +57,8 @@ class Trainer:
         seed_everything(cfg.train.seed)  # same initial weights on every rank
         self.train_set, self.val_set = build_datasets(cfg.data, cfg.train.seed)
         net = build_model(cfg.model, self.train_set.classes, self.train_set.palette).to(self.device)
+        if getattr(net, "load_report", None) is not None:
+            self._say(f"pretrained: {net.load_report}")
         if cfg.train.channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(net, cfg.optim)
