@@ -18,7 +18,7 @@ import re
 import torch
 
 from .convnext import CONVNEXT_SPECS, ConvNeXt
-from .pretrained import DROP, find_prefix, remap_keys, rename_module
+from .pretrained import DROP, find_prefix, first_layout, join_key, remap_keys, rename_module, same_key
 
 FAMILY = "ConvNeXt"
 LAYOUTS = {
@@ -34,10 +34,6 @@ _TIMM_BLOCK = {"conv_dw": "dwconv", "norm": "norm", "mlp.fc1": "pwconv1", "mlp.f
 _HF_BLOCK = {"dwconv": "dwconv", "layernorm": "norm", "pwconv1": "pwconv1", "pwconv2": "pwconv2"}
 _MM_BLOCK = {"depthwise_conv": "dwconv", "norm": "norm", "pointwise_conv1": "pwconv1",
              "pointwise_conv2": "pwconv2"}
-
-
-def _join(head: str, tail: str | None) -> str | None:
-    return None if tail is None else head + tail
 
 
 def _facebook(k: str) -> str | None:
@@ -57,7 +53,7 @@ def _timm(k: str) -> str | None:
     if m := re.fullmatch(r"stages\.(\d)\.blocks\.(\d+)\.(?:ls\.)?gamma", k):
         return f"stages.{m[1]}.{m[2]}.gamma"
     if m := re.fullmatch(r"stages\.(\d)\.blocks\.(\d+)\.(.+)", k):
-        return _join(f"stages.{m[1]}.{m[2]}.", rename_module(m[3], _TIMM_BLOCK))
+        return join_key(f"stages.{m[1]}.{m[2]}.", rename_module(m[3], _TIMM_BLOCK))
     return DROP if k.startswith("head.") else None  # head.norm / head.fc: the classifier
 
 
@@ -69,7 +65,7 @@ def _hf(k: str) -> str | None:
     if m := re.fullmatch(r"encoder\.stages\.(\d)\.layers\.(\d+)\.layer_scale_parameter", k):
         return f"stages.{m[1]}.{m[2]}.gamma"
     if m := re.fullmatch(r"encoder\.stages\.(\d)\.layers\.(\d+)\.(.+)", k):
-        return _join(f"stages.{m[1]}.{m[2]}.", rename_module(m[3], _HF_BLOCK))
+        return join_key(f"stages.{m[1]}.{m[2]}.", rename_module(m[3], _HF_BLOCK))
     if m := re.fullmatch(r"hidden_states_norms\.stage(\d)\.(\w+)", k):
         return f"out_norms.{int(m[1]) - 1}.{m[2]}"
     return DROP if k.startswith(("layernorm.", "classifier.")) else None  # pooled norm + classifier
@@ -81,14 +77,10 @@ def _mmpretrain(k: str) -> str | None:
     if m := re.fullmatch(r"stages\.(\d)\.(\d+)\.gamma", k):
         return f"stages.{m[1]}.{m[2]}.gamma"
     if m := re.fullmatch(r"stages\.(\d)\.(\d+)\.(.+)", k):
-        return _join(f"stages.{m[1]}.{m[2]}.", rename_module(m[3], _MM_BLOCK))
+        return join_key(f"stages.{m[1]}.{m[2]}.", rename_module(m[3], _MM_BLOCK))
     if m := re.fullmatch(r"norm(\d)\.(\w+)", k):
         return f"out_norms.{m[1]}.{m[2]}"
     return None
-
-
-def _same(k: str) -> str:
-    return k
 
 
 def _foreign_head(k: str) -> str | None:
@@ -96,7 +88,7 @@ def _foreign_head(k: str) -> str | None:
     return DROP if k.startswith(_HEADS + ("head.", "classifier.")) else None
 
 
-_KEY_FNS = {"segadapter": _same, "facebook": _facebook, "timm": _timm, "huggingface": _hf,
+_KEY_FNS = {"segadapter": same_key, "facebook": _facebook, "timm": _timm, "huggingface": _hf,
             "mmpretrain": _mmpretrain}
 
 
@@ -105,8 +97,7 @@ def handles(backbone) -> bool:
 
 
 def detect_layout(state: dict) -> str | None:
-    return next((name for name, (anchor, prefixes) in LAYOUTS.items()
-                 if find_prefix(state, anchor, prefixes) is not None), None)
+    return first_layout(state, LAYOUTS)
 
 
 def convert(state: dict[str, torch.Tensor], layout: str) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -114,7 +105,7 @@ def convert(state: dict[str, torch.Tensor], layout: str) -> tuple[dict[str, torc
     anchor, prefixes = LAYOUTS[layout]
     prefix = find_prefix(state, anchor, prefixes)
     backbone_fn = _KEY_FNS[layout]
-    outside_fn = _same if layout == "segadapter" else _foreign_head
+    outside_fn = same_key if layout == "segadapter" else _foreign_head
 
     def key_fn(k: str) -> str | None:
         if not k.startswith(prefix) or (prefix == "" and k.startswith(_HEADS)):

@@ -14,7 +14,7 @@ import re
 import torch
 
 from .mit import MIT_SPECS, MixVisionTransformer
-from .pretrained import DROP, find_prefix, remap_keys, rename_module
+from .pretrained import DROP, find_prefix, first_layout, join_key, remap_keys, rename_module, same_key
 
 FAMILY = "MiT/Segformer"
 # layout -> (its first patch-embedding conv weight, encoder prefixes to look for it under)
@@ -50,10 +50,6 @@ _MM_BLOCK = {
 _EMBED = {"proj": "proj", "layer_norm": "norm"}
 
 
-def _join(head: str, tail: str | None) -> str | None:
-    return None if tail is None else head + tail
-
-
 def _nvlabs_encoder(k: str) -> str | None:
     if m := re.fullmatch(r"patch_embed(\d)\.(.+)", k):
         return f"stages.{int(m[1]) - 1}.patch_embed.{m[2]}"
@@ -76,9 +72,9 @@ def _nvlabs_head(k: str) -> str | None:
 
 def _hf_encoder(k: str) -> str | None:
     if m := re.fullmatch(r"encoder\.patch_embeddings\.(\d)\.(.+)", k):
-        return _join(f"stages.{m[1]}.patch_embed.", rename_module(m[2], _EMBED))
+        return join_key(f"stages.{m[1]}.patch_embed.", rename_module(m[2], _EMBED))
     if m := re.fullmatch(r"encoder\.block\.(\d)\.(\d+)\.(.+)", k):
-        return _join(f"stages.{m[1]}.blocks.{m[2]}.", rename_module(m[3], _HF_BLOCK))
+        return join_key(f"stages.{m[1]}.blocks.{m[2]}.", rename_module(m[3], _HF_BLOCK))
     if m := re.fullmatch(r"encoder\.layer_norm\.(\d)\.(\w+)", k):
         return f"stages.{m[1]}.norm.{m[2]}"
     return None
@@ -86,9 +82,9 @@ def _hf_encoder(k: str) -> str | None:
 
 def _hf5_encoder(k: str) -> str | None:
     if m := re.fullmatch(r"stages\.(\d)\.patch_embeddings\.(.+)", k):
-        return _join(f"stages.{m[1]}.patch_embed.", rename_module(m[2], _EMBED))
+        return join_key(f"stages.{m[1]}.patch_embed.", rename_module(m[2], _EMBED))
     if m := re.fullmatch(r"stages\.(\d)\.blocks\.(\d+)\.(.+)", k):
-        return _join(f"stages.{m[1]}.blocks.{m[2]}.", rename_module(m[3], _HF5_BLOCK))
+        return join_key(f"stages.{m[1]}.blocks.{m[2]}.", rename_module(m[3], _HF5_BLOCK))
     if m := re.fullmatch(r"stages\.(\d)\.layer_norm\.(\w+)", k):
         return f"stages.{m[1]}.norm.{m[2]}"
     return None
@@ -106,11 +102,11 @@ def _hf_head(k: str) -> str | None:
 
 def _mm_encoder(k: str) -> str | None:
     if m := re.fullmatch(r"layers\.(\d)\.0\.(.+)", k):
-        return _join(f"stages.{m[1]}.patch_embed.", rename_module(m[2], {"projection": "proj", "norm": "norm"}))
+        return join_key(f"stages.{m[1]}.patch_embed.", rename_module(m[2], {"projection": "proj", "norm": "norm"}))
     if m := re.fullmatch(r"layers\.(\d)\.1\.(\d+)\.attn\.attn\.in_proj_(weight|bias)", k):
         return f"stages.{m[1]}.blocks.{m[2]}.attn.qkv.{m[3]}"
     if m := re.fullmatch(r"layers\.(\d)\.1\.(\d+)\.(.+)", k):
-        return _join(f"stages.{m[1]}.blocks.{m[2]}.", rename_module(m[3], _MM_BLOCK))
+        return join_key(f"stages.{m[1]}.blocks.{m[2]}.", rename_module(m[3], _MM_BLOCK))
     if m := re.fullmatch(r"layers\.(\d)\.2\.(\w+)", k):
         return f"stages.{m[1]}.norm.{m[2]}"
     return None
@@ -121,12 +117,8 @@ def _mm_head(k: str) -> str | None:
     return DROP if k.startswith(_HEADS) else None
 
 
-def _same(k: str) -> str:
-    return k
-
-
 _KEY_FNS = {
-    "segadapter": (_same, _same),
+    "segadapter": (same_key, same_key),
     "nvlabs": (_nvlabs_encoder, _nvlabs_head),
     "huggingface": (_hf_encoder, _hf_head),
     "huggingface-v5": (_hf5_encoder, _hf_head),
@@ -139,8 +131,7 @@ def handles(backbone) -> bool:
 
 
 def detect_layout(state: dict) -> str | None:
-    return next((name for name, (anchor, prefixes) in LAYOUTS.items()
-                 if find_prefix(state, anchor, prefixes) is not None), None)
+    return first_layout(state, LAYOUTS)
 
 
 def convert(state: dict[str, torch.Tensor], layout: str) -> tuple[dict[str, torch.Tensor], list[str]]:

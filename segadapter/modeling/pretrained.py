@@ -192,6 +192,21 @@ def find_prefix(state: dict, anchor: str, prefixes: tuple[str, ...]) -> str | No
     return next((p for p in prefixes if p + anchor in state), None)
 
 
+def first_layout(state: dict, layouts: dict[str, tuple[str, tuple[str, ...]]]) -> str | None:
+    """The first layout name whose (anchor, prefixes) tell-tale key is in `state`."""
+    return next((name for name, (anchor, prefixes) in layouts.items()
+                 if find_prefix(state, anchor, prefixes) is not None), None)
+
+
+def join_key(head: str, tail: str | None) -> str | None:
+    """`head + tail`, or None when the tail did not map."""
+    return None if tail is None else head + tail
+
+
+def same_key(k: str) -> str:
+    return k
+
+
 def remap_keys(state: dict[str, torch.Tensor], key_fn: Callable[[str], str | None]
                ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Rename every key with `key_fn`; returns (renamed state, dropped keys)."""
