@@ -23,9 +23,13 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
         "(classes absent from both labels and predictions are left out of the means).",
     )
     p.add_argument("ckpt", metavar="CKPT", help="model folder (save_pretrained) or training run folder")
-    p.add_argument("--data", required=True, metavar="ROOT", help="dataset root folder")
-    p.add_argument("--dataset", required=True, help="camvid, ade20k, cityscapes, coco-stuff164k, folder, ...")
+    p.add_argument("--data", metavar="ROOT", help="dataset root folder [a run's own data.root]")
+    p.add_argument("--dataset", help="camvid, ade20k, cityscapes, coco-stuff164k, folder, ... "
+                   "[a run's own data.dataset]")
     p.add_argument("--split", default="val", help="[val]")
+    p.add_argument("--scale", type=int, nargs=2, metavar=("W", "H"),
+                   help="resize images to fit W x H (aspect kept) before inference; metrics stay at label "
+                        "resolution [a run's own data.scale, else none]")
     add_inference_args(p)
     p.add_argument("--workers", type=int, default=2, help="data loading processes [2]")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -34,7 +38,7 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import build_dataset
+    from ..data import build_dataset, build_transforms
     from ..engine.distributed import cleanup, get_rank, get_world_size, init_distributed
     from ..evaluation import evaluate
 
@@ -47,10 +51,18 @@ def run(args: argparse.Namespace) -> int:
     rank = get_rank()
     try:
         model, folder = load_model(args.ckpt, device)
-        dataset = build_dataset(args.dataset, args.data, args.split)
+        data_cfg = _run_data_config(folder)
+        name = args.dataset or data_cfg.get("dataset")
+        root = args.data or data_cfg.get("root")
+        if name is None or (root is None and not data_cfg):  # a run may train on file-less data
+            raise ConfigError(f"{folder}: give --data ROOT and --dataset NAME (no training run config to take them from)")
+        scale = args.scale or data_cfg.get("scale")
+        transform = build_transforms(False, scale=tuple(scale)) if scale else None
+        data_options = {**(data_cfg.get("options") or {}), **(data_cfg.get("val_options") or {})}
+        dataset = build_dataset(name, root, args.split, transform, **data_options)
         if model.num_classes != len(dataset.classes):
             raise ConfigError(
-                f"{folder}: the model predicts {model.num_classes} classes but {args.dataset} "
+                f"{folder}: the model predicts {model.num_classes} classes but {name} "
                 f"has {len(dataset.classes)}; evaluate it on the dataset it was trained for"
             )
         result = evaluate(
@@ -63,13 +75,26 @@ def run(args: argparse.Namespace) -> int:
     if rank != 0:
         return 0
     if args.json:
-        meta = {"checkpoint": str(folder), "dataset": args.dataset, "split": args.split,
+        meta = {"checkpoint": str(folder), "dataset": name, "split": args.split, "scale": scale,
                 "images": len(dataset), **{k: _jsonable(v) for k, v in options.items()}}
         print(json.dumps({**meta, **result.to_dict()}))
     else:
-        print(f"{folder} on {args.dataset}/{args.split} ({len(dataset)} images)")
+        print(f"{folder} on {name}/{args.split} ({len(dataset)} images)")
         print(result.table())
     return 0
+
+
+def _run_data_config(model_dir) -> dict:
+    """The `data` section of the training run a checkpoint folder belongs to (RUN/checkpoints/X)."""
+    import yaml
+
+    config = model_dir.parent.parent / "config.yaml"
+    if model_dir.parent.name != "checkpoints" or not config.is_file():
+        return {}
+    try:
+        return (yaml.safe_load(config.read_text()) or {}).get("data") or {}
+    except yaml.YAMLError:
+        return {}
 
 
 def _jsonable(v):
