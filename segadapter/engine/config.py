@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Optional, Union
 
 from ..errors import ConfigError
+from ..utils.io import to_plain
 
 
 @dataclass
@@ -97,7 +98,7 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-able dict (tuples become lists)."""
-        return _plain(dataclasses.asdict(self))
+        return to_plain(dataclasses.asdict(self))
 
 
 Origins = Mapping[str, str]  # dotted key -> where its value came from (file or override)
@@ -271,10 +272,3 @@ def _name(tp: Any) -> str:
 def _show(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

@@ -5,6 +5,7 @@ import os
 from typing import Any
 
 from ..errors import ConfigError
+from ..utils.io import to_plain
 from .registry import get_builder
 from .segmentor import Segmentor
 
@@ -26,7 +27,7 @@ def create_model(name: str, num_classes: int = 150, pretrained: str | os.PathLik
         raise ConfigError(f"invalid options for model {name!r}: {e}") from None
     except ValueError as e:
         raise ConfigError(f"invalid options for model {name!r}: {e}") from None
-    model.config = {"name": name, "num_classes": num_classes, "options": _jsonable(options)}
+    model.config = {"name": name, "num_classes": num_classes, "options": to_plain(options)}
     if pretrained is not None:
         from .pretrained import load_pretrained
 
@@ -40,10 +41,3 @@ def from_pretrained(path: str | os.PathLike, **overrides: Any) -> Segmentor:
 
     return load_model_dir(path, **overrides)
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
