@@ -1,0 +1,84 @@
+"""The fused upsample + cross-entropy loss computes what F.interpolate + F.cross_entropy compute."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segadapter.modeling.losses import UpsampledCrossEntropy, bilinear_taps, seg_cross_entropy
+
+
+def reference(logits, labels, ignore_index=255):
+    up = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    loss = F.cross_entropy(up.float(), labels, ignore_index=ignore_index, reduction="sum")
+    return loss / (labels != ignore_index).sum().clamp_min(1)
+
+
+@pytest.mark.parametrize("low,high,classes", [
+    ((8, 8), (32, 32), 5),        # the x4 of a stride-4 head
+    ((7, 9), (30, 37), 3),        # non-integer scales
+    ((16, 12), (12, 10), 4),      # downsampling
+    ((4, 4), (64, 16), 150),      # many classes, several row chunks
+])
+def test_value_and_gradient_match_interpolate_then_cross_entropy(low, high, classes):
+    torch.manual_seed(0)
+    logits = torch.randn(2, classes, *low, requires_grad=True)
+    labels = torch.randint(0, classes, (2, *high))
+    labels[0, :3] = 255
+    labels[1, :, :2] = 255
+    ours = seg_cross_entropy(logits, labels)
+    (g_ours,) = torch.autograd.grad(ours, logits)
+    ref = reference(logits, labels)
+    (g_ref,) = torch.autograd.grad(ref, logits)
+    assert torch.allclose(ours, ref, rtol=1e-6, atol=1e-6)
+    assert torch.allclose(g_ours, g_ref, rtol=1e-4, atol=1e-8)
+
+
+def test_taps_reproduce_torch_bilinear_resize():
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 13, 1)
+    for out in (13, 40, 52, 6):
+        i0, i1, w0, w1 = bilinear_taps(13, out)
+        ours = x[0, 0, i0, 0] * w0 + x[0, 0, i1, 0] * w1
+        ref = F.interpolate(x, size=(out, 1), mode="bilinear", align_corners=False)[0, 0, :, 0]
+        assert torch.allclose(ours, ref, atol=1e-6)
+
+
+def test_gradcheck_in_double():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 3, (1, 9, 11))
+    labels[0, 0] = 255
+    assert torch.autograd.gradcheck(lambda t: UpsampledCrossEntropy.apply(t, labels, 255), (logits,))
+
+
+def test_all_pixels_ignored_gives_zero_loss_and_gradient():
+    logits = torch.randn(1, 4, 4, 4, requires_grad=True)
+    labels = torch.full((1, 16, 16), 255)
+    loss = seg_cross_entropy(logits, labels)
+    loss.backward()
+    assert loss.item() == 0.0
+    assert not logits.grad.any()
+
+
+def test_bf16_logits_get_a_bf16_gradient_close_to_fp32():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 8, 8)
+    labels = torch.randint(0, 6, (2, 32, 32))
+    low = logits.bfloat16().requires_grad_()
+    loss = seg_cross_entropy(low, labels)
+    loss.backward()
+    assert loss.dtype == torch.float32 and low.grad.dtype == torch.bfloat16
+    ref = reference(low.detach().float().requires_grad_(), labels)
+    assert abs(loss.item() - ref.item()) < 1e-5
+
+
+def test_segmentor_loss_matches_the_published_formulation():
+    import segadapter
+
+    torch.manual_seed(0)
+    model = segadapter.create_model("adapt-mit-b0", num_classes=5).train()
+    images = torch.randn(2, 3, 64, 64)
+    labels = torch.randint(0, 5, (2, 64, 64))
+    torch.manual_seed(1)
+    out = model(images, labels=labels)
+    expected = reference(out["logits"], labels) + model.coarse_weight * reference(out["coarse"], labels)
+    assert torch.allclose(out["loss"], expected, rtol=1e-5)
