@@ -25,6 +25,7 @@ CONFIGS = {"segformer-b0": "segformer_camvid-cpu", "adapt-mit-b0": "adapt-mit_ca
 def train_one(model: str, seed: int, data: str, out: Path, iters: int | None, extra: list[str]) -> dict:
     from segadapter.engine import load_config
     from segadapter.engine.trainer import Trainer
+    from segadapter.utils.io import write_json_atomic
 
     run = out / f"{model}_seed{seed}"
     result_file = run / "result.json"
@@ -42,7 +43,7 @@ def train_one(model: str, seed: int, data: str, out: Path, iters: int | None, ex
     seconds = time.perf_counter() - start
     result = {"model": model, "seed": seed, "mIoU": metrics["mIoU"], "train_seconds": seconds,
               "iters": cfg.schedule.max_iters, "resumed": resume}
-    result_file.write_text(json.dumps(result, indent=2))
+    write_json_atomic(result_file, result)
     return result
 
 
@@ -80,6 +81,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results = [train_one(m, s, args.data, out, args.iters, args.overrides) for s in args.seeds for m in args.models]
     from segadapter.engine import load_config
+    from segadapter.utils.io import write_text_atomic
 
     cfg = load_config(CONFIGS["adapt-mit-b0"], args.overrides)
     iters = args.iters or cfg.schedule.max_iters
@@ -88,7 +90,7 @@ def main() -> None:
               f"from images scaled to {d.scale[0]}x{d.scale[1]}, AdamW lr {cfg.optim.lr:g}, amp {cfg.train.amp}, "
               f"seeds {', '.join(map(str, args.seeds))}")
     text = table(results, tuple(d.crop_size), recipe)
-    (out / "table.md").write_text(text + "\n")
+    write_text_atomic(out / "table.md", text + "\n")
     print(text)
 
 
