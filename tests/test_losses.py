@@ -24,7 +24,7 @@ def test_value_and_gradient_match_interpolate_then_cross_entropy(low, high, clas
     labels = torch.randint(0, classes, (2, *high))
     labels[0, :3] = 255
     labels[1, :, :2] = 255
-    ours = seg_cross_entropy(logits, labels)
+    ours = UpsampledCrossEntropy.apply(logits, labels, 255)
     (g_ours,) = torch.autograd.grad(ours, logits)
     ref = reference(logits, labels)
     (g_ref,) = torch.autograd.grad(ref, logits)
@@ -50,10 +50,22 @@ def test_gradcheck_in_double():
     assert torch.autograd.gradcheck(lambda t: UpsampledCrossEntropy.apply(t, labels, 255), (logits,))
 
 
+def test_large_outputs_take_the_fused_path_and_agree():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 150, 64, 64, requires_grad=True)  # 150 x 256^2 = 9.8 M upsampled logits
+    labels = torch.randint(0, 150, (1, 256, 256))
+    loss = seg_cross_entropy(logits, labels)
+    assert loss.grad_fn.name() == "UpsampledCrossEntropyBackward"
+    (g,) = torch.autograd.grad(loss, logits)
+    ref = reference(logits, labels)
+    (g_ref,) = torch.autograd.grad(ref, logits)
+    assert torch.allclose(loss, ref, rtol=1e-6) and torch.allclose(g, g_ref, rtol=1e-4, atol=1e-9)
+
+
 def test_all_pixels_ignored_gives_zero_loss_and_gradient():
     logits = torch.randn(1, 4, 4, 4, requires_grad=True)
     labels = torch.full((1, 16, 16), 255)
-    loss = seg_cross_entropy(logits, labels)
+    loss = UpsampledCrossEntropy.apply(logits, labels, 255)
     loss.backward()
     assert loss.item() == 0.0
     assert not logits.grad.any()
@@ -64,7 +76,7 @@ def test_bf16_logits_get_a_bf16_gradient_close_to_fp32():
     logits = torch.randn(2, 6, 8, 8)
     labels = torch.randint(0, 6, (2, 32, 32))
     low = logits.bfloat16().requires_grad_()
-    loss = seg_cross_entropy(low, labels)
+    loss = UpsampledCrossEntropy.apply(low, labels, 255)
     loss.backward()
     assert loss.dtype == torch.float32 and low.grad.dtype == torch.bfloat16
     ref = reference(low.detach().float().requires_grad_(), labels)

@@ -15,17 +15,20 @@ import torch.nn.functional as F
 
 IGNORE_INDEX = 255
 _CHUNK_ELEMENTS = 1 << 20  # logits per chunk: ~4 MB of fp32, cache-sized
+_FUSE_MIN_ELEMENTS = 1 << 23  # below ~32 MB of full-resolution logits the plain path is as fast
 
 
 def seg_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Pixel CE with `logits` upsampled (bilinear, align_corners=False) to the label size,
     averaged over non-ignored pixels (0 when every pixel is ignored, instead of NaN).
 
-    On CPU the upsampling is fused into the loss (`UpsampledCrossEntropy`); elsewhere it runs as
-    `F.interpolate` + `F.cross_entropy`. Both compute the same value and gradient."""
-    if logits.shape[-2:] != labels.shape[-2:] and logits.device.type == "cpu":
+    On CPU, for large outputs, the upsampling is fused into the loss (`UpsampledCrossEntropy`);
+    otherwise it runs as `F.interpolate` + `F.cross_entropy`. Both compute the same value and
+    gradient."""
+    resize = logits.shape[-2:] != labels.shape[-2:]
+    if resize and logits.device.type == "cpu" and labels.numel() * logits.shape[1] >= _FUSE_MIN_ELEMENTS:
         return UpsampledCrossEntropy.apply(logits, labels, ignore_index)
-    if logits.shape[-2:] != labels.shape[-2:]:
+    if resize:
         logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
     loss = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="sum")
     valid = (labels != ignore_index).sum().clamp_min(1)
@@ -43,28 +46,41 @@ def bilinear_taps(in_size: int, out_size: int, device=None):
     return i0, i1, 1 - w1, w1
 
 
-def _resize_width(x: torch.Tensor, taps) -> torch.Tensor:
-    """(.., w, K) -> (.., W, K) along dim -2."""
-    i0, i1, w0, w1 = taps
-    return x.index_select(-2, i0) * w0[:, None] + x.index_select(-2, i1) * w1[:, None]
+def _resize_width(logits: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, K, h, w) -> (B, h, W, K): the width half of the resize, done by torch's channels-last
+    bilinear kernel (a height resize to the same height is the identity, weights exactly 0/1)."""
+    x = logits.contiguous(memory_format=torch.channels_last)
+    wide = F.interpolate(x, size=(x.shape[2], width), mode="bilinear", align_corners=False)
+    return wide.permute(0, 2, 3, 1)
 
 
-def _resize_width_transposed(g: torch.Tensor, taps, in_size: int) -> torch.Tensor:
-    """Adjoint of `_resize_width`: (.., W, K) -> (.., w, K)."""
-    i0, i1, w0, w1 = taps
-    out = g.new_zeros(g.shape[:-2] + (in_size, g.shape[-1]))
-    out.index_add_(g.dim() - 2, i0, g * w0[:, None])
-    out.index_add_(g.dim() - 2, i1, g * w1[:, None])
-    return out
+def _resize_width_backward(grad_wide: torch.Tensor, in_shape) -> torch.Tensor:
+    """Adjoint of `_resize_width`: (B, h, W, K) -> (B, K, h, w)."""
+    g = grad_wide.permute(0, 3, 1, 2)  # channels-last (B, K, h, W)
+    return torch.ops.aten.upsample_bilinear2d_backward(g, list(g.shape[2:]), list(in_shape), False, None, None)
 
 
 def _compute_dtype(logits: torch.Tensor) -> torch.dtype:
     return torch.float64 if logits.dtype == torch.float64 else torch.float32
 
 
-def _row_chunks(height: int, width: int, classes: int):
+def _row_plan(taps, in_rows: int, width: int, classes: int, dtype):
+    """Label rows in cache-sized chunks; for each, the low-res rows it reads (k0:k1) and the
+    dense (rows x (k1 - k0)) bilinear matrix R, so that the chunk's logits are one small matmul
+    R @ wide[k0:k1] and its gradient flows back as R^T @ grad: a single pass either way."""
+    i0, i1, w0, w1 = taps
+    height = len(i0)
     rows = max(1, _CHUNK_ELEMENTS // max(1, width * classes))
-    return [(r, min(r + rows, height)) for r in range(0, height, rows)]
+    plan = []
+    for r0 in range(0, height, rows):
+        r1 = min(r0 + rows, height)
+        k0, k1 = int(i0[r0]), int(i1[r1 - 1]) + 1
+        R = torch.zeros(r1 - r0, k1 - k0, dtype=dtype, device=i0.device)
+        ar = torch.arange(r1 - r0, device=i0.device)
+        R.index_put_((ar, i0[r0:r1] - k0), w0[r0:r1].to(dtype), accumulate=True)
+        R.index_put_((ar, i1[r0:r1] - k0), w1[r0:r1].to(dtype), accumulate=True)
+        plan.append((r0, r1, k0, k1, R))
+    return plan
 
 
 class UpsampledCrossEntropy(torch.autograd.Function):
@@ -75,49 +91,42 @@ class UpsampledCrossEntropy(torch.autograd.Function):
         with torch.autocast(logits.device.type, enabled=False):
             b, k, h, w = logits.shape
             height, width = labels.shape[-2:]
-            x = logits.detach().to(_compute_dtype(logits)).permute(0, 2, 3, 1)  # (B, h, w, K): classes innermost
-            row_taps, col_taps = bilinear_taps(h, height, x.device), bilinear_taps(w, width, x.device)
-            wide = _resize_width(x, col_taps)  # (B, h, W, K)
+            x = logits.detach().to(_compute_dtype(logits))
+            plan = _row_plan(bilinear_taps(h, height, x.device), h, width, k, x.dtype)
+            wide = _resize_width(x, width).reshape(b, h, width * k)  # classes innermost: a view
             valid = labels != ignore_index
             safe = labels.masked_fill(~valid, 0)
             lse = torch.empty(b, height, width, dtype=x.dtype, device=x.device)
             total = torch.zeros((), dtype=torch.float64, device=x.device)
             for i in range(b):
-                for r0, r1 in _row_chunks(height, width, k):
-                    z = _resize_rows(wide[i], row_taps, r0, r1)  # (rows, W, K)
-                    lse[i, r0:r1] = torch.logsumexp(z, dim=-1)
+                for r0, r1, k0, k1, R in plan:
+                    z = (R @ wide[i, k0:k1]).view(r1 - r0, width, k)
                     picked = z.gather(-1, safe[i, r0:r1, :, None]).squeeze(-1)
-                    total += ((lse[i, r0:r1] - picked) * valid[i, r0:r1]).sum(dtype=torch.float64)
+                    m = z.amax(-1, keepdim=True)
+                    lse_chunk = z.sub_(m).exp_().sum(-1).log_().add_(m.squeeze(-1))
+                    lse[i, r0:r1] = lse_chunk
+                    total += ((lse_chunk - picked) * valid[i, r0:r1]).sum(dtype=torch.float64)
             count = valid.sum().clamp_min(1)
         ctx.save_for_backward(logits, safe, valid, lse, count)
-        ctx.taps = (row_taps, col_taps)
+        ctx.plan = plan
         return (total / count).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         logits, safe, valid, lse, count = ctx.saved_tensors
-        row_taps, col_taps = ctx.taps
         b, k, h, w = logits.shape
         height, width = safe.shape[-2:]
-        x = logits.to(_compute_dtype(logits)).permute(0, 2, 3, 1)
-        wide = _resize_width(x, col_taps)
+        x = logits.to(_compute_dtype(logits))
+        wide = _resize_width(x, width).reshape(b, h, width * k)
         grad_wide = torch.zeros_like(wide)
         scale = grad_out.to(x.dtype) / count
-        i0, i1, w0, w1 = row_taps
+        minus_one = torch.full((1, 1, 1), -1.0, dtype=x.dtype, device=x.device)
         for i in range(b):
-            for r0, r1 in _row_chunks(height, width, k):
+            for r0, r1, k0, k1, R in ctx.plan:
                 # d CE / d z = softmax(z) - onehot(label), zero on ignored pixels
-                p = _resize_rows(wide[i], row_taps, r0, r1).sub_(lse[i, r0:r1, :, None]).exp_()
-                p.scatter_add_(-1, safe[i, r0:r1, :, None], torch.full_like(p[..., :1], -1.0))
+                p = (R @ wide[i, k0:k1]).view(r1 - r0, width, k).sub_(lse[i, r0:r1, :, None]).exp_()
+                p.scatter_add_(-1, safe[i, r0:r1, :, None], minus_one.expand(r1 - r0, width, 1))
                 p.mul_((valid[i, r0:r1] * scale)[..., None])
-                grad_wide[i].index_add_(0, i0[r0:r1], p * w0[r0:r1, None, None])
-                grad_wide[i].index_add_(0, i1[r0:r1], p * w1[r0:r1, None, None])
-        grad = _resize_width_transposed(grad_wide, col_taps, w).permute(0, 3, 1, 2)
+                grad_wide[i, k0:k1].addmm_(R.T, p.view(r1 - r0, width * k))
+        grad = _resize_width_backward(grad_wide.view(b, h, width, k), logits.shape)
         return grad.to(logits.dtype), None, None
-
-
-def _resize_rows(wide_image: torch.Tensor, taps, r0: int, r1: int) -> torch.Tensor:
-    """Output rows r0:r1 of the height resize of one (h, W, K) image."""
-    i0, i1, w0, w1 = taps
-    return (wide_image.index_select(0, i0[r0:r1]) * w0[r0:r1, None, None]
-            + wide_image.index_select(0, i1[r0:r1]) * w1[r0:r1, None, None])
