@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from segadapter.modeling import losses
 from segadapter.modeling.losses import UpsampledCrossEntropy, bilinear_taps, seg_cross_entropy
 
 
@@ -18,7 +19,9 @@ def reference(logits, labels, ignore_index=255):
     ((16, 12), (12, 10), 4),      # downsampling
     ((4, 4), (64, 16), 150),      # many classes, several row chunks
 ])
-def test_value_and_gradient_match_interpolate_then_cross_entropy(low, high, classes):
+@pytest.mark.parametrize("chunk", [1 << 20, 200])  # one chunk per image / many small chunks
+def test_value_and_gradient_match_interpolate_then_cross_entropy(low, high, classes, chunk, monkeypatch):
+    monkeypatch.setattr(losses, "_CHUNK_ELEMENTS", chunk)
     torch.manual_seed(0)
     logits = torch.randn(2, classes, *low, requires_grad=True)
     labels = torch.randint(0, classes, (2, *high))

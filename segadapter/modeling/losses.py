@@ -5,8 +5,9 @@ from stride 4 to the label size. Written naively that materialises (B, K, H, W) 
 log-softmax and two gradients of the same size - 315 MB each for 2 x 150 classes x 512^2 - and
 on a CPU the step spends much of its time streaming those through memory. `UpsampledCrossEntropy`
 computes the same function (the same bilinear taps as `F.interpolate(..., align_corners=False)`)
-a few label rows at a time in a channels-last layout, keeping only per-pixel log-sum-exp for the
-backward pass: the full-resolution logits never exist.
+a few label rows at a time in a channels-last layout (each chunk resized from the low-res rows it
+needs), keeping only per-pixel log-sum-exp for the backward pass: no full-resolution tensor, and
+no tensor larger than a chunk, is ever allocated.
 """
 from __future__ import annotations
 
@@ -46,18 +47,19 @@ def bilinear_taps(in_size: int, out_size: int, device=None):
     return i0, i1, 1 - w1, w1
 
 
-def _resize_width(logits: torch.Tensor, width: int) -> torch.Tensor:
-    """(B, K, h, w) -> (B, h, W, K): the width half of the resize, done by torch's channels-last
-    bilinear kernel (a height resize to the same height is the identity, weights exactly 0/1)."""
-    x = logits.contiguous(memory_format=torch.channels_last)
+def _resize_width(slab: torch.Tensor, width: int) -> torch.Tensor:
+    """(1, K, r, w) -> (r, W*K) with classes innermost: the width half of the resize, by torch's
+    channels-last bilinear kernel (resizing to the same height is the identity, weights 0/1)."""
+    x = slab.contiguous(memory_format=torch.channels_last)
     wide = F.interpolate(x, size=(x.shape[2], width), mode="bilinear", align_corners=False)
-    return wide.permute(0, 2, 3, 1)
+    return wide.permute(0, 2, 3, 1).reshape(x.shape[2], -1)
 
 
-def _resize_width_backward(grad_wide: torch.Tensor, in_shape) -> torch.Tensor:
-    """Adjoint of `_resize_width`: (B, h, W, K) -> (B, K, h, w)."""
-    g = grad_wide.permute(0, 3, 1, 2)  # channels-last (B, K, h, W)
-    return torch.ops.aten.upsample_bilinear2d_backward(g, list(g.shape[2:]), list(in_shape), False, None, None)
+def _resize_width_backward(grad_wide: torch.Tensor, width: int, in_shape) -> torch.Tensor:
+    """Adjoint of `_resize_width`: (r, W*K) -> (1, K, r, w)."""
+    r, classes = grad_wide.shape[0], in_shape[1]
+    g = grad_wide.view(1, r, width, classes).permute(0, 3, 1, 2)  # channels-last (1, K, r, W)
+    return torch.ops.aten.upsample_bilinear2d_backward(g, [r, width], list(in_shape), False, None, None)
 
 
 def _compute_dtype(logits: torch.Tensor) -> torch.dtype:
@@ -93,14 +95,13 @@ class UpsampledCrossEntropy(torch.autograd.Function):
             height, width = labels.shape[-2:]
             x = logits.detach().to(_compute_dtype(logits))
             plan = _row_plan(bilinear_taps(h, height, x.device), h, width, k, x.dtype)
-            wide = _resize_width(x, width).reshape(b, h, width * k)  # classes innermost: a view
             valid = labels != ignore_index
             safe = labels.masked_fill(~valid, 0)
             lse = torch.empty(b, height, width, dtype=x.dtype, device=x.device)
             total = torch.zeros((), dtype=torch.float64, device=x.device)
             for i in range(b):
                 for r0, r1, k0, k1, R in plan:
-                    z = (R @ wide[i, k0:k1]).view(r1 - r0, width, k)
+                    z = (R @ _resize_width(x[i:i + 1, :, k0:k1], width)).view(r1 - r0, width, k)
                     picked = z.gather(-1, safe[i, r0:r1, :, None]).squeeze(-1)
                     m = z.amax(-1, keepdim=True)
                     lse_chunk = z.sub_(m).exp_().sum(-1).log_().add_(m.squeeze(-1))
@@ -117,16 +118,15 @@ class UpsampledCrossEntropy(torch.autograd.Function):
         b, k, h, w = logits.shape
         height, width = safe.shape[-2:]
         x = logits.to(_compute_dtype(logits))
-        wide = _resize_width(x, width).reshape(b, h, width * k)
-        grad_wide = torch.zeros_like(wide)
+        grad = torch.zeros_like(x, memory_format=torch.channels_last)
         scale = grad_out.to(x.dtype) / count
         minus_one = torch.full((1, 1, 1), -1.0, dtype=x.dtype, device=x.device)
         for i in range(b):
             for r0, r1, k0, k1, R in ctx.plan:
                 # d CE / d z = softmax(z) - onehot(label), zero on ignored pixels
-                p = (R @ wide[i, k0:k1]).view(r1 - r0, width, k).sub_(lse[i, r0:r1, :, None]).exp_()
+                slab = x[i:i + 1, :, k0:k1]
+                p = (R @ _resize_width(slab, width)).view(r1 - r0, width, k).sub_(lse[i, r0:r1, :, None]).exp_()
                 p.scatter_add_(-1, safe[i, r0:r1, :, None], minus_one.expand(r1 - r0, width, 1))
                 p.mul_((valid[i, r0:r1] * scale)[..., None])
-                grad_wide[i, k0:k1].addmm_(R.T, p.view(r1 - r0, width * k))
-        grad = _resize_width_backward(grad_wide.view(b, h, width, k), logits.shape)
+                grad[i:i + 1, :, k0:k1] += _resize_width_backward(R.T @ p.view(r1 - r0, width * k), width, slab.shape)
         return grad.to(logits.dtype), None, None
