@@ -22,6 +22,9 @@ COMMANDS = {
     "export": ("export", "export a checkpoint to ONNX"),
 }
 
+# commands that run networks: they keep freed memory in the process (see utils/malloc.py)
+HEAVY_COMMANDS = {"demo", "train", "eval", "predict"}
+
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segadapter", description="SegAdapter segmentation toolkit.")
@@ -40,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command if command in COMMANDS else None).parse_args(argv)
+    if args.command in HEAVY_COMMANDS:
+        from ..utils.malloc import tune_malloc
+
+        tune_malloc()
     try:
         return int(args._run(args) or 0)
     except SegAdapterError as e:
