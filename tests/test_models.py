@@ -147,7 +147,7 @@ def test_list_models_pattern():
     assert expected <= names
 
 
-@pytest.mark.parametrize("name", ["segformer-b0", "adapt-convnext-t"])
+@pytest.mark.parametrize("name", ["segformer-b0", "adapt-convnext-t", "adapt-mit-b0"])  # ReLU / GELU heads
 def test_factored_head_equals_the_published_order(name):
     torch.manual_seed(0)
     model = segadapter.create_model(name, num_classes=K, head_dropout=0.0)
@@ -168,3 +168,6 @@ def test_factored_head_equals_the_published_order(name):
         g_ref = torch.autograd.grad(ref.square().sum(), [head.fuse.weight, head.proj[2].weight, feats[3]])
         for a, b in zip(g_fast, g_ref):
             assert torch.allclose(a, b, atol=1e-3, rtol=1e-3), mode
+    head.eval()
+    with torch.inference_mode():  # the in-place inference path (activation and sums in place)
+        assert torch.allclose(head(feats), head.forward_reference(feats), atol=1e-4, rtol=1e-4)

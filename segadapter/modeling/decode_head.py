@@ -49,7 +49,12 @@ class AllMLPHead(nn.Module):
         if self.training:
             x = self.fuse_norm(self._factored_sum(feats, *self.factored_weights()))
             return self.classifier(self.dropout(self.act(x)))
-        return self.classifier(self.act(self._factored_sum(feats, *self.factored_weights(fold_bn=True))))
+        x = self._factored_sum(feats, *self.factored_weights(fold_bn=True))
+        if torch.is_grad_enabled():  # e.g. input gradients in eval: GELU's backward needs its input
+            return self.classifier(self.act(x))
+        # in place: nothing needs x after this, and a fresh stride-4 map costs page faults
+        x = F.relu_(x) if isinstance(self.act, nn.ReLU) else torch._C._nn.gelu_(x)
+        return self.classifier(x)
 
     def factored_weights(self, fold_bn: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Per-stage (C_d x C_i) weights and (C_d) biases of `fuse o proj_i`; with `fold_bn`,
@@ -77,7 +82,9 @@ class AllMLPHead(nn.Module):
             y = F.conv2d(f, w.to(f.dtype)[:, :, None, None], b.to(f.dtype))
             if y.shape[-2:] != size:
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
-            x = y if x is None else x + y
+            # accumulate in place into the first stage's fresh conv output (no backward needs
+            # a conv's or an upsample's output), instead of a new stride-4 map per stage
+            x = y if x is None else x.add_(y)
         return x
 
     def forward_reference(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
