@@ -86,3 +86,14 @@ def test_cli_json():
     result = json.loads(out.stdout)
     assert result["params_m"] == pytest.approx(4.8, rel=0.03)
     assert result["gflops"] == pytest.approx(9.7, rel=0.05)
+
+
+def test_executed_count_drops_exactly_the_fuse_conv_for_the_folded_weights():
+    # What the factored head saves: the 4*C_d -> C_d fuse conv at stride 4, less the per-forward
+    # folding of fuse blocks into the stage projections (C_d x C_d x C_i matmuls, C_d^2 biases).
+    widths, c_d, (h, w) = (32, 64, 160, 256), 256, (512, 512)
+    published = complexity_of("segformer-b0", 150, (h, w))["gflops"] * 1e9
+    executed = complexity_of("segformer-b0", 150, (h, w), executed=True)["gflops"] * 1e9
+    fuse = 4 * c_d * c_d * (h // 4) * (w // 4)
+    fold = c_d * c_d * sum(widths) + 4 * c_d * c_d
+    assert published - executed == pytest.approx(fuse - fold, rel=1e-6)

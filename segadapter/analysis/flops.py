@@ -25,6 +25,14 @@ def _addmm(args, out):
     return _mm(args[1:], out)
 
 
+def _mv(args, out):
+    return args[0].shape[0] * args[0].shape[1]
+
+
+def _addmv(args, out):
+    return _mv(args[1:], out)
+
+
 def _bmm(args, out):
     a, b = args[0], args[1]
     return a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
@@ -56,6 +64,8 @@ def _sdpa(args, out):
 _FORMULAS = {
     aten.mm.default: _mm,
     aten.addmm.default: _addmm,
+    aten.mv.default: _mv,
+    aten.addmv.default: _addmv,
     aten.bmm.default: _bmm,
     aten.baddbmm.default: _baddbmm,
     aten.convolution.default: _conv,
@@ -97,14 +107,15 @@ def count_params(model: torch.nn.Module) -> int:
 
 
 @torch.no_grad()
-def count_flops(model: torch.nn.Module, size: tuple[int, int], batch: int = 1) -> int:
-    """Multiply-adds of one eval-mode forward on a (batch, 3, H, W) input."""
+def count_flops(model: torch.nn.Module, size: tuple[int, int], batch: int = 1, executed: bool = False) -> int:
+    """Multiply-adds of one eval-mode forward on a (batch, 3, H, W) input: of the architecture as
+    published, or with `executed`, of what our inference actually runs (the folded head)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     x = torch.zeros(batch, 3, *size, device=device)
     # Count the architecture as published, not our algebraically folded inference shortcuts.
-    shortcuts = [m for m in model.modules() if getattr(m, "fused_inference", False)]
+    shortcuts = [] if executed else [m for m in model.modules() if getattr(m, "fused_inference", False)]
     for m in shortcuts:
         m.fused_inference = False
     try:
@@ -117,16 +128,17 @@ def count_flops(model: torch.nn.Module, size: tuple[int, int], batch: int = 1) -
     return counter.total
 
 
-def model_complexity(model: torch.nn.Module, size: tuple[int, int]) -> dict[str, float]:
+def model_complexity(model: torch.nn.Module, size: tuple[int, int], executed: bool = False) -> dict[str, float]:
     """{"params_m": parameters in millions, "gflops": multiply-adds in G} at input `size`."""
-    return {"params_m": count_params(model) / 1e6, "gflops": count_flops(model, size) / 1e9}
+    return {"params_m": count_params(model) / 1e6, "gflops": count_flops(model, size, executed=executed) / 1e9}
 
 
-def complexity_of(name: str, num_classes: int, size: tuple[int, int], **options) -> dict[str, float]:
+def complexity_of(name: str, num_classes: int, size: tuple[int, int], executed: bool = False,
+                  **options) -> dict[str, float]:
     """Complexity of a registered model, built on the meta device: shapes only, no weights, so
     even the largest variants are counted in about a second."""
     from ..modeling.factory import create_model
 
     with torch.device("meta"):
         model = create_model(name, num_classes=num_classes, **options)
-    return model_complexity(model, size)
+    return model_complexity(model, size, executed=executed)

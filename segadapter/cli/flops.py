@@ -17,16 +17,20 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="model option, e.g. -o decoder_channels=768 -o kernel_size=7")
+    p.add_argument("--executed", action="store_true",
+                   help="count what segadapter's inference runs (factored, BN-folded head) instead of "
+                        "the architecture as published")
     p.add_argument("--json", action="store_true", help="print {'params_m', 'gflops'} as JSON")
     return p
 
 
 def run(args) -> int:
-    result = complexity_of(args.model, args.num_classes, tuple(args.size), **parse_model_options(args.option))
+    result = complexity_of(args.model, args.num_classes, tuple(args.size), executed=args.executed,
+                           **parse_model_options(args.option))
     if args.json:
         print(json.dumps({"model": args.model, "num_classes": args.num_classes, "size": list(args.size), **result}))
     else:
         h, w = args.size
         print(f"{args.model}: {result['params_m']:.2f} M parameters, {result['gflops']:.2f} GFLOPs "
-              f"at {h}x{w} with {args.num_classes} classes")
+              f"{'executed ' if args.executed else ''}at {h}x{w} with {args.num_classes} classes")
     return 0
