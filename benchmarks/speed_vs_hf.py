@@ -1,17 +1,25 @@
 """Speed of segadapter's Segformer family against Hugging Face transformers, in one run.
 
 Both sides get the same weights (a random HF model saved in HF's own format and loaded into ours
-through the HF checkpoint importer). Each measurement runs in a fresh child process so peak memory
-(max RSS) is its own. Prints a markdown report; `--json FILE` also writes the raw numbers.
+through the HF checkpoint importer). Every contender (model x precision) lives in its own worker
+process, and the parent times them round-robin (A B C, B C A, ...): one runs at a time, a slow
+spell of a shared machine hits all alike, and each keeps its own heap. The report gives medians
+over the rounds, and each worker's peak memory: its high-water RSS over the runs (VmHWM, reset
+after loading) minus its RSS before them - what the forward itself needs.
 
-    python benchmarks/speed_vs_hf.py            # full report (~10 min on 2 cores)
-    python benchmarks/speed_vs_hf.py --quick    # fewer repeats
+The whole comparison runs twice: with glibc's default allocator settings, and with both sides
+under the settings `segadapter` applies in its CLI (`segadapter.utils.malloc`), so the model code
+is compared on equal terms either way. Prints a markdown report; `--json FILE` keeps the raw numbers.
+
+    python benchmarks/speed_vs_hf.py            # full report (~6 min on 2 cores)
+    python benchmarks/speed_vs_hf.py --quick    # fewer rounds
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
-import resource
+import os
 import statistics
 import subprocess
 import sys
@@ -25,95 +33,162 @@ HF_CONFIGS = {
     "b1": dict(hidden_sizes=[64, 128, 320, 512], decoder_hidden_size=256, depths=[2, 2, 2, 2]),
 }
 NUM_CLASSES = 150
+TRAIN_BATCH, TRAIN_SIZE = 2, (512, 512)
 
 
 # ----------------------------------------------------------------------------- child side
-def _median_ms(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
-
-
-def _load(side: str, variant: str, hf_dir: str, name: str | None = None):
+def _load(contender: str, hf_dir: str):
+    """`hf-b0`, `ours-b0`, `adapt-b0`, ... -> a model whose call maps images to logits."""
     import torch
 
+    side, variant = contender.split("-")
     if side == "hf":
         from transformers import SegformerForSemanticSegmentation
 
         return SegformerForSemanticSegmentation.from_pretrained(hf_dir, attn_implementation="sdpa").eval()
     import segadapter
 
-    if name and name.startswith("adapt"):
+    if side == "adapt":  # no HF counterpart: random weights, same cost
         torch.manual_seed(0)
-        return segadapter.create_model(name, num_classes=NUM_CLASSES).eval()
+        return segadapter.create_model(f"adapt-mit-{variant}", num_classes=NUM_CLASSES).eval()
     return segadapter.create_model(f"segformer-{variant}", num_classes=NUM_CLASSES, pretrained=hf_dir,
                                    layer_norm_eps=1e-5).eval()
 
 
-def child(case: dict) -> dict:
+def _forward_fn(contender: str, model, x, precision: str):
+    import torch
+
+    call = (lambda: model(pixel_values=x).logits) if contender.startswith("hf") else (lambda: model(x))
+    bf16 = precision == "bf16"
+
+    def run():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return call()
+    return run
+
+
+def _train_fn(contender: str, model, x, labels):
+    import torch
+
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    hf = contender.startswith("hf")
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = model(pixel_values=x, labels=labels) if hf else model(x, labels=labels)
+        (out.loss if hf else out["loss"]).backward()
+        opt.step()
+    return step
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+
+
+def _reset_peak_rss() -> None:
+    """Linux: writing 5 to clear_refs resets the high-water mark (VmHWM) to the current RSS."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _build(spec: dict):
+    """The callable a worker times: a forward, a training step or a matmul."""
     import torch
 
     torch.manual_seed(0)
-    kind, side = case["kind"], case["side"]
-    result: dict = {}
-    if kind != "matmul":
-        model = _load(side, case["variant"], case["hf_dir"], case.get("name"))
-        forward = (lambda x: model(pixel_values=x).logits) if side == "hf" else model
+    kind = spec["kind"]
+    if kind == "matmul":
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[spec["precision"]]
+        a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+        return lambda: a @ b
+    contender = spec["contender"]
+    model = _load(contender, spec["hf_dirs"][contender.split("-")[1]])
     if kind == "forward":
-        h, w = case["size"]
-        x = torch.randn(1, 3, h, w)
-        dtype = {"fp32": None, "bf16": torch.bfloat16}[case["precision"]]
+        return _forward_fn(contender, model, torch.randn(1, 3, *spec["size"]), spec["precision"])
+    x = torch.randn(TRAIN_BATCH, 3, *TRAIN_SIZE)
+    return _train_fn(contender, model, x, torch.randint(0, NUM_CLASSES, (TRAIN_BATCH, *TRAIN_SIZE)))
 
-        def run():
-            with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-                return forward(x)
 
-        result["median_ms"] = _median_ms(run, case["repeats"])
-    elif kind == "train":
-        model.train()
-        x = torch.randn(2, 3, 512, 512)
-        labels = torch.randint(0, NUM_CLASSES, (2, 512, 512))
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+def worker(spec: dict) -> None:
+    """Serve `run` (time one call, reply ms) and `mem` (reply peak extra MB) on stdin/stdout."""
+    proto = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # library chatter on stdout must not mix with the protocol
+    fn = _build(spec)
+    gc.collect()
+    _reset_peak_rss()
+    before = _status_mb("VmRSS")
+    print("ready", file=proto, flush=True)
+    for line in sys.stdin:
+        if line.strip() == "run":
+            t = time.perf_counter()
+            fn()
+            print((time.perf_counter() - t) * 1e3, file=proto, flush=True)
+        elif line.strip() == "mem":
+            print(_status_mb("VmHWM") - before, file=proto, flush=True)
+        else:
+            return
 
-        def step():
-            opt.zero_grad(set_to_none=True)
-            out = model(pixel_values=x, labels=labels) if side == "hf" else model(x, labels=labels)
-            (out.loss if side == "hf" else out["loss"]).backward()
-            opt.step()
 
-        result["median_ms"] = _median_ms(step, case["repeats"], warmup=1)
-    elif kind == "parity":
-        import segadapter
+def parity(case: dict) -> dict:
+    import torch
 
-        hf = _load("hf", case["variant"], case["hf_dir"])
-        h, w = case["size"]
-        x = torch.randn(1, 3, h, w)
-        with torch.inference_mode():
-            ref = hf(pixel_values=x).logits
-            ours = model(x)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                ours_bf16 = model(x).float()
-        result["max_abs_diff_fp32"] = float((ours - ref).abs().max())
-        result["max_abs_diff_bf16"] = float((ours_bf16 - ref).abs().max())
-        del segadapter
-    elif kind == "matmul":
-        n = 2048
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[case["precision"]]
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        ms = _median_ms(lambda: a @ b, case["repeats"])
-        result["gflops_per_s"] = 2 * n ** 3 / (ms / 1e3) / 1e9
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return result
+    x = torch.randn(1, 3, *case["size"])
+    variant = case["variant"]
+    hf, ours = (_load(f"{side}-{variant}", case["hf_dirs"][variant]) for side in ("hf", "ours"))
+    with torch.inference_mode():
+        return {"max_abs_diff": float((ours(x) - hf(pixel_values=x).logits).abs().max())}
 
 
 # ----------------------------------------------------------------------------- parent side
-def run_case(case: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(case)], capture_output=True, text=True)
+class Worker:
+    def __init__(self, spec: dict, env: dict):
+        self.log = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)], env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+
+    def ask(self, command: str) -> str:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def read(self) -> str:
+        line = self.proc.stdout.readline()
+        if not line:
+            self.log.seek(0)
+            raise RuntimeError(f"benchmark worker died:\n{self.log.read()[-3000:]}")
+        return line.strip()
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def interleaved(specs: dict[str, dict], rounds: int, warmup: int, env: dict) -> dict:
+    """Median ms and peak extra MB per named spec, timed round-robin across worker processes."""
+    workers = {name: Worker(spec, env) for name, spec in specs.items()}
+    try:
+        for w in workers.values():
+            assert w.read() == "ready"
+        names = list(workers)
+        for _ in range(warmup):
+            for n in names:
+                workers[n].ask("run")
+        times: dict[str, list[float]] = {n: [] for n in names}
+        for r in range(rounds):
+            for n in names[r % len(names):] + names[:r % len(names)]:
+                times[n].append(float(workers[n].ask("run")))
+        return {n: {"median_ms": statistics.median(times[n]), "best_ms": min(times[n]),
+                    "peak_extra_mb": float(workers[n].ask("mem"))} for n in names}
+    finally:
+        for w in workers.values():
+            w.close()
+
+
+def run_child(case: dict, env: dict) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(case)], capture_output=True, text=True,
+                         env=env)
     if out.returncode != 0:
         raise RuntimeError(f"case {case} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -136,85 +211,112 @@ def make_hf_dirs(root: Path) -> dict[str, str]:
     return dirs
 
 
-def model_gflops(name: str, size) -> float:
+def model_gflops(name: str, size, executed: bool = False) -> float:
     from segadapter.analysis.flops import complexity_of
 
-    return complexity_of(name, NUM_CLASSES, size)["gflops"]
+    return complexity_of(name, NUM_CLASSES, size, executed=executed)["gflops"]
+
+
+MALLOC_ENV = {"default": {}, "tuned": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}}
+
+
+def measure(rounds: int, dirs: dict, malloc: str) -> dict:
+    """One full comparison, every worker under the same allocator settings."""
+    import torch
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env.update(MALLOC_ENV[malloc], SEGADAPTER_TUNE_MALLOC="0")
+    raw: dict = {"threads": torch.get_num_threads(), "torch": torch.__version__, "rounds": rounds, "malloc": malloc}
+    mm = interleaved({p: dict(kind="matmul", precision=p) for p in ("fp32", "bf16")}, rounds, 2, env)
+    raw["matmul_peak_gflops"] = {p: 2 * 2048 ** 3 / (r["best_ms"] / 1e3) / 1e9 for p, r in mm.items()}
+    for size_name, size in SIZES.items():
+        for variant in ("b0", "b1"):
+            contenders = [(f"hf-{variant}", "fp32"), (f"ours-{variant}", "fp32"), (f"ours-{variant}", "bf16")]
+            if variant == "b0":
+                contenders += [("adapt-b0", "fp32"), ("adapt-b0", "bf16")]
+            specs = {f"{c}/{p}": dict(kind="forward", contender=c, precision=p, size=size, hf_dirs=dirs)
+                     for c, p in contenders}
+            result = {"contenders": interleaved(specs, rounds, 2, env)}
+            result.update(run_child(dict(kind="parity", variant=variant, size=size, hf_dirs=dirs), env))
+            raw[f"forward/{variant}/{size_name}"] = result
+    specs = {c: dict(kind="train", contender=c, hf_dirs=dirs) for c in ("hf-b0", "ours-b0", "adapt-b0")}
+    raw["train"] = interleaved(specs, max(3, rounds // 2), 1, env)
+    models = ("segformer-b0", "segformer-b1", "adapt-mit-b0")
+    raw["gflops"] = {f"{m}/{s}": model_gflops(m, size) for m in models for s, size in SIZES.items()}
+    raw["gflops_executed"] = {f"{m}/{s}": model_gflops(m, size, True) for m in models for s, size in SIZES.items()}
+    return raw
+
+
+def report(raw: dict) -> str:
+    peak = raw["matmul_peak_gflops"]
+    title = {"default": "glibc default allocator settings", "tuned": "allocator tuned as segadapter's CLI does"}
+    lines = [f"## {title[raw['malloc']]} (both sides)", "",
+             f"CPU, {raw['threads']} threads, torch {raw['torch']}, {raw['rounds']} interleaved rounds; "
+             f"matmul peak (2048^2, best round) fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s.", "",
+             "| model | input (WxH) | HF fp32 ms | ours fp32 ms | HF / ours | ours bf16 ms | HF fp32 / ours bf16 "
+             "| max abs logit diff | % of peak: HF / ours fp32 / ours bf16 | forward memory MB: HF / ours fp32 / bf16 |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+    def pct(model, size_name, ms, prec):
+        return f"{100 * 2 * raw['gflops'][f'{model}/{size_name}'] / (ms / 1e3) / peak[prec]:.0f}%"
+
+    for size_name in SIZES:
+        for variant in ("b0", "b1"):
+            r = raw[f"forward/{variant}/{size_name}"]
+            c = r["contenders"]
+            t = {k: v["median_ms"] for k, v in c.items()}
+            mem = {k: v["peak_extra_mb"] for k, v in c.items()}
+            hf, o, b = t[f"hf-{variant}/fp32"], t[f"ours-{variant}/fp32"], t[f"ours-{variant}/bf16"]
+            m = f"segformer-{variant}"
+            lines.append(
+                f"| {m} | {size_name} | {hf:.1f} | {o:.1f} | {hf / o:.2f}x | {b:.1f} | {hf / b:.2f}x "
+                f"| {r['max_abs_diff']:.1e} | {pct(m, size_name, hf, 'fp32')} / {pct(m, size_name, o, 'fp32')} "
+                f"/ {pct(m, size_name, b, 'bf16')} | {mem[f'hf-{variant}/fp32']:.0f} / "
+                f"{mem[f'ours-{variant}/fp32']:.0f} / {mem[f'ours-{variant}/bf16']:.0f} |")
+            if variant == "b0":
+                a, ab = t["adapt-b0/fp32"], t["adapt-b0/bf16"]
+                lines.append(
+                    f"| adapt-mit-b0 | {size_name} | - | {a:.1f} | - | {ab:.1f} | {hf / ab:.2f}x | - "
+                    f"| - / {pct('adapt-mit-b0', size_name, a, 'fp32')} / {pct('adapt-mit-b0', size_name, ab, 'bf16')} "
+                    f"| - / {mem['adapt-b0/fp32']:.0f} / {mem['adapt-b0/bf16']:.0f} |")
+    lines.append("")
+    for size_name in SIZES:
+        t = {k: v["median_ms"] for k, v in raw[f"forward/b0/{size_name}"]["contenders"].items()}
+        g, e = raw["gflops"], raw["gflops_executed"]
+        lines.append(f"- adapt-mit-b0 / segformer-b0 at {size_name}: time fp32 "
+                     f"{t['adapt-b0/fp32'] / t['ours-b0/fp32']:.2f}x, bf16 {t['adapt-b0/bf16'] / t['ours-b0/bf16']:.2f}x; "
+                     f"FLOPs ratio {g[f'adapt-mit-b0/{size_name}'] / g[f'segformer-b0/{size_name}']:.2f}x as published, "
+                     f"{e[f'adapt-mit-b0/{size_name}'] / e[f'segformer-b0/{size_name}']:.2f}x as executed "
+                     f"(`segadapter flops --executed`)")
+    t = {k: v["median_ms"] for k, v in raw["train"].items()}
+    lines.append(f"- training step (batch {TRAIN_BATCH}, {TRAIN_SIZE[1]}x{TRAIN_SIZE[0]}, {NUM_CLASSES} classes, fp32, "
+                 f"AdamW): HF segformer-b0 {t['hf-b0']:.0f} ms, ours {t['ours-b0']:.0f} ms "
+                 f"(HF / ours {t['hf-b0'] / t['ours-b0']:.2f}x); ours adapt-mit-b0 {t['adapt-b0']:.0f} ms")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--quick", action="store_true", help="5 repeats instead of 15")
+    parser.add_argument("--quick", action="store_true", help="5 rounds instead of 15")
+    parser.add_argument("--malloc", nargs="+", choices=list(MALLOC_ENV), default=list(MALLOC_ENV),
+                        help="allocator settings to compare under [both]")
     parser.add_argument("--json", help="also write the raw numbers here")
     args = parser.parse_args()
+    if args.worker:
+        return worker(json.loads(args.worker))
     if args.child:
-        print(json.dumps(child(json.loads(args.child))))
+        print(json.dumps(parity(json.loads(args.child))))
         return
-
-    import torch
-
-    reps = 5 if args.quick else 15
-    rows, raw = [], {"threads": torch.get_num_threads(), "torch": torch.__version__}
+    runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        hf_dirs = make_hf_dirs(Path(tmp))
-        for prec in ("fp32", "bf16"):
-            raw[f"matmul_{prec}"] = run_case(dict(kind="matmul", side="ours", variant="b0", hf_dir="",
-                                                  precision=prec, repeats=reps))
-        peak = {p: raw[f"matmul_{p}"]["gflops_per_s"] for p in ("fp32", "bf16")}
-        for variant in ("b0", "b1"):
-            for size_name, size in SIZES.items():
-                base = dict(kind="forward", variant=variant, hf_dir=hf_dirs[variant], size=size, repeats=reps)
-                hf = run_case({**base, "side": "hf", "precision": "fp32"})
-                ours = run_case({**base, "side": "ours", "precision": "fp32"})
-                ours_bf16 = run_case({**base, "side": "ours", "precision": "bf16"})
-                par = run_case({**base, "kind": "parity", "side": "ours"})
-                gflops = model_gflops(f"segformer-{variant}", size)
-                rows.append(dict(model=f"segformer-{variant}", size=size_name, hf=hf, ours=ours, ours_bf16=ours_bf16,
-                                 parity=par, gflops=gflops))
-        for size_name, size in SIZES.items():
-            base = dict(kind="forward", variant="b0", hf_dir=hf_dirs["b0"], size=size, repeats=reps,
-                        name="adapt-mit-b0", side="ours")
-            rows.append(dict(model="adapt-mit-b0", size=size_name, ours=run_case({**base, "precision": "fp32"}),
-                             ours_bf16=run_case({**base, "precision": "bf16"}),
-                             gflops=model_gflops("adapt-mit-b0", size)))
-        train = {side: run_case(dict(kind="train", side=side, variant="b0", hf_dir=hf_dirs["b0"], repeats=max(3, reps // 3)))
-                 for side in ("hf", "ours")}
-    raw.update(rows=rows, train=train)
-
-    def pct(gflops, ms, prec):  # model FLOPs (2 x multiply-adds) per second as a share of matmul peak
-        return 100 * (2 * gflops / (ms / 1e3)) / peak[prec]
-
-    print(f"# segadapter vs Hugging Face transformers (CPU, {raw['threads']} threads, torch {raw['torch']})\n")
-    print(f"Matmul peak (2048^2): fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s\n")
-    print("GFLOP/s below count the published architecture's FLOPs (2 x multiply-adds, `segadapter flops`) "
-          "over the measured time, as a share of the matmul peak of the same precision; our folded head "
-          "skips part of that work, so ours can exceed 100%.\n")
-    print("| model | input (WxH) | HF fp32 ms | ours fp32 ms | HF/ours | ours bf16 ms | HF fp32/ours bf16 "
-          "| max abs diff fp32 | HF % peak | ours % peak fp32 | ours % peak bf16 | peak RSS MB HF / ours |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        o, b = r["ours"]["median_ms"], r["ours_bf16"]["median_ms"]
-        if "hf" in r:
-            h = r["hf"]["median_ms"]
-            print(f"| {r['model']} | {r['size']} | {h:.1f} | {o:.1f} | {h / o:.2f}x | {b:.1f} | {h / b:.2f}x "
-                  f"| {r['parity']['max_abs_diff_fp32']:.1e} | {pct(r['gflops'], h, 'fp32'):.0f}% "
-                  f"| {pct(r['gflops'], o, 'fp32'):.0f}% | {pct(r['gflops'], b, 'bf16'):.0f}% "
-                  f"| {r['hf']['peak_rss_mb']:.0f} / {r['ours']['peak_rss_mb']:.0f} |")
-        else:
-            print(f"| {r['model']} | {r['size']} | - | {o:.1f} | - | {b:.1f} | - | - | - "
-                  f"| {pct(r['gflops'], o, 'fp32'):.0f}% | {pct(r['gflops'], b, 'bf16'):.0f}% "
-                  f"| - / {r['ours']['peak_rss_mb']:.0f} |")
-    for size_name in SIZES:
-        seg = next(r for r in rows if r["model"] == "segformer-b0" and r["size"] == size_name)
-        ada = next(r for r in rows if r["model"] == "adapt-mit-b0" and r["size"] == size_name)
-        print(f"\nadapt-mit-b0 / segformer-b0 at {size_name}: time {ada['ours']['median_ms'] / seg['ours']['median_ms']:.2f}x "
-              f"(FLOPs ratio {ada['gflops'] / seg['gflops']:.2f}x)")
-    h, o = train["hf"]["median_ms"], train["ours"]["median_ms"]
-    print(f"\nTraining step, segformer-b0, batch 2, 512x512, fp32 AdamW: HF {h:.0f} ms, ours {o:.0f} ms, "
-          f"HF/ours {h / o:.2f}x")
+        dirs = make_hf_dirs(Path(tmp))
+        for malloc in args.malloc:
+            runs.append(measure(5 if args.quick else 15, dirs, malloc))
+            print(report(runs[-1]) + "\n", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(raw, indent=2))
+        Path(args.json).write_text(json.dumps(runs, indent=2))
 
 
 if __name__ == "__main__":
