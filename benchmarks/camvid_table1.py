@@ -51,18 +51,22 @@ def table(results: list[dict], crop: tuple[int, int], recipe: str) -> str:
     from segadapter.analysis.flops import complexity_of
 
     lines = [f"Recipe: {recipe}", "",
-             "| model | val mIoU (mean ± spread) | per seed | params (M) | GFLOPs @ train res | train time / run |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| model | val mIoU (mean ± spread) | per seed | gain over `segformer-b0`, same seed | params (M) "
+             "| GFLOPs @ train res | train time / run |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    baseline = {r["seed"]: r["mIoU"] for r in results if r["model"] == MODELS[0]}
     for model in MODELS:
-        runs = [r for r in results if r["model"] == model]
+        runs = sorted((r for r in results if r["model"] == model), key=lambda r: r["seed"])
         if not runs:
             continue
         mious = [r["mIoU"] for r in runs]
-        spread = (max(mious) - min(mious)) / 2
+        spread = (max(mious) - min(mious)) / 2  # half the range: with two seeds, mean ± spread spans both
+        gains = [r["mIoU"] - baseline[r["seed"]] for r in runs if r["seed"] in baseline]
+        gain = "-" if model == MODELS[0] or not gains else ", ".join(f"{g:+.2f}" for g in gains)
         c = complexity_of(model, 11, crop)
         minutes = statistics.mean(r["train_seconds"] for r in runs) / 60
         lines.append(f"| `{model}` | {statistics.mean(mious):.2f} ± {spread:.2f} | "
-                     f"{', '.join(f'{m:.2f}' for m in mious)} | {c['params_m']:.2f} | {c['gflops']:.2f} | "
+                     f"{', '.join(f'{m:.2f}' for m in mious)} | {gain} | {c['params_m']:.2f} | {c['gflops']:.2f} | "
                      f"{minutes:.1f} min |")
     return "\n".join(lines)
 
