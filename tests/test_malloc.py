@@ -37,8 +37,10 @@ def probe(mode: str, env_switch: str | None = None) -> dict:
 
 def test_repeated_forwards_stop_page_faulting_only_when_tuned():
     default, tuned = probe("default"), probe("tuned")
-    assert default["faults"] > 5000  # glibc maps fresh pages for the big activations every time
-    assert tuned["applied"] and tuned["faults"] < 1000
+    # min over 4 forwards: default glibc maps fresh pages for big activations every time (4000-20000
+    # faults measured here), tuned it reuses the freed ones (0 measured)
+    assert default["faults"] > 1000
+    assert tuned["applied"] and tuned["faults"] < 200
 
 
 def test_environment_switch_turns_it_off():
