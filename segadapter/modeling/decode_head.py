@@ -53,7 +53,7 @@ class AllMLPHead(nn.Module):
         if torch.is_grad_enabled():  # e.g. input gradients in eval: GELU's backward needs its input
             return self.classifier(self.act(x))
         # in place: nothing needs x after this, and a fresh stride-4 map costs page faults
-        x = F.relu_(x) if isinstance(self.act, nn.ReLU) else torch._C._nn.gelu_(x)
+        x = F.relu_(x) if isinstance(self.act, nn.ReLU) else torch.ops.aten.gelu_(x, approximate=self.act.approximate)
         return self.classifier(x)
 
     def factored_weights(self, fold_bn: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -66,7 +66,7 @@ def _compute_dtype(logits: torch.Tensor) -> torch.dtype:
     return torch.float64 if logits.dtype == torch.float64 else torch.float32
 
 
-def _row_plan(taps, in_rows: int, width: int, classes: int, dtype):
+def _row_plan(taps, width: int, classes: int, dtype):
     """Label rows in cache-sized chunks; for each, the low-res rows it reads (k0:k1) and the
     dense (rows x (k1 - k0)) bilinear matrix R, so that the chunk's logits are one small matmul
     R @ wide[k0:k1] and its gradient flows back as R^T @ grad: a single pass either way."""
@@ -94,7 +94,7 @@ class UpsampledCrossEntropy(torch.autograd.Function):
             b, k, h, w = logits.shape
             height, width = labels.shape[-2:]
             x = logits.detach().to(_compute_dtype(logits))
-            plan = _row_plan(bilinear_taps(h, height, x.device), h, width, k, x.dtype)
+            plan = _row_plan(bilinear_taps(h, height, x.device), width, k, x.dtype)
             valid = labels != ignore_index
             safe = labels.masked_fill(~valid, 0)
             lse = torch.empty(b, height, width, dtype=x.dtype, device=x.device)
