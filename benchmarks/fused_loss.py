@@ -1,0 +1,77 @@
+"""The fused upsample + cross-entropy loss against `F.interpolate` + `F.cross_entropy`.
+
+Forward + backward of the loss alone, on logits at stride 4 of the label size, the two timed
+alternately (medians of 7) in one process per allocator setting, with the largest absolute
+difference of loss and gradient.
+
+    python benchmarks/fused_loss.py
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+# (batch, classes, label H, label W): ADE20K and Cityscapes training crops
+SHAPES = [(2, 150, 512, 512), (2, 19, 512, 1024), (8, 150, 512, 512)]
+
+
+def measure(malloc: str) -> list[dict]:
+    import torch
+    import torch.nn.functional as F
+
+    from segadapter.modeling.losses import UpsampledCrossEntropy
+    from segadapter.utils.malloc import tune_malloc
+
+    if malloc == "tuned":
+        tune_malloc()
+
+    def plain(logits, labels):
+        up = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+        return F.cross_entropy(up, labels, ignore_index=255, reduction="sum") / (labels != 255).sum()
+
+    def fused(logits, labels):
+        return UpsampledCrossEntropy.apply(logits, labels, 255)
+
+    rows = []
+    for b, k, h, w in SHAPES:
+        torch.manual_seed(0)
+        logits = torch.randn(b, k, h // 4, w // 4, requires_grad=True)
+        labels = torch.randint(0, k, (b, h, w))
+        out, times = {}, {"plain": [], "fused": []}
+        for rep in range(9):
+            for name, fn in (("plain", plain), ("fused", fused)):
+                t = time.perf_counter()
+                loss = fn(logits, labels)
+                (grad,) = torch.autograd.grad(loss, logits)
+                if rep >= 2:  # two warm-up rounds
+                    times[name].append((time.perf_counter() - t) * 1e3)
+                out[name] = (loss.detach(), grad)
+        rows.append({"shape": [b, k, h, w], "plain_ms": statistics.median(times["plain"]),
+                     "fused_ms": statistics.median(times["fused"]),
+                     "loss_diff": float((out["plain"][0] - out["fused"][0]).abs()),
+                     "grad_diff": float((out["plain"][1] - out["fused"][1]).abs().max())})
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--child", choices=["default", "tuned"], help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child)))
+        return
+    print("| B x K x H x W | allocator | interpolate + CE ms | fused ms | speed-up | max abs diff loss / grad |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for malloc in ("default", "tuned"):  # a fresh process each: allocator settings are per process
+        out = subprocess.run([sys.executable, __file__, "--child", malloc], capture_output=True, text=True, check=True)
+        for r in json.loads(out.stdout.strip().splitlines()[-1]):
+            print(f"| {' x '.join(map(str, r['shape']))} | {malloc} | {r['plain_ms']:.0f} | {r['fused_ms']:.0f} "
+                  f"| {r['plain_ms'] / r['fused_ms']:.2f}x | {r['loss_diff']:.1e} / {r['grad_diff']:.1e} |")
+
+
+if __name__ == "__main__":
+    main()
