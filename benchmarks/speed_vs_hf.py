@@ -217,7 +217,7 @@ def model_gflops(name: str, size, executed: bool = False) -> float:
     return complexity_of(name, NUM_CLASSES, size, executed=executed)["gflops"]
 
 
-MALLOC_ENV = {"default": {}, "tuned": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}}
+MALLOC_MODES = ("default", "tuned")
 
 
 def measure(rounds: int, dirs: dict, malloc: str) -> dict:
@@ -225,7 +225,9 @@ def measure(rounds: int, dirs: dict, malloc: str) -> dict:
     import torch
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    env.update(MALLOC_ENV[malloc], SEGADAPTER_TUNE_MALLOC="0")
+    from segadapter.utils import malloc as malloc_settings
+
+    env.update(malloc_settings.environment() if malloc == "tuned" else {}, SEGADAPTER_TUNE_MALLOC="0")
     raw: dict = {"threads": torch.get_num_threads(), "torch": torch.__version__, "rounds": rounds, "malloc": malloc}
     mm = interleaved({p: dict(kind="matmul", precision=p) for p in ("fp32", "bf16")}, rounds, 2, env)
     raw["matmul_peak_gflops"] = {p: 2 * 2048 ** 3 / (r["best_ms"] / 1e3) / 1e9 for p, r in mm.items()}
@@ -300,7 +302,7 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="5 rounds instead of 15")
-    parser.add_argument("--malloc", nargs="+", choices=list(MALLOC_ENV), default=list(MALLOC_ENV),
+    parser.add_argument("--malloc", nargs="+", choices=MALLOC_MODES, default=list(MALLOC_MODES),
                         help="allocator settings to compare under [both]")
     parser.add_argument("--json", help="also write the raw numbers here")
     args = parser.parse_args()

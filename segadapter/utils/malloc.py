@@ -17,9 +17,15 @@ import ctypes
 import os
 import platform
 
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_MAX = -4
+# mallopt parameter number and value (glibc's malloc.h); the trim threshold is an int, so 2 GB
+# is its ceiling. Each has an environment twin read at process start: MALLOC_<NAME>_.
+SETTINGS = {"MMAP_MAX": (-4, 0), "TRIM_THRESHOLD": (-1, 2**31 - 1)}
 ENV_SWITCH = "SEGADAPTER_TUNE_MALLOC"
+
+
+def environment() -> dict[str, str]:
+    """The same settings as environment variables, for a child process started from outside."""
+    return {f"MALLOC_{name}_": str(value) for name, (_, value) in SETTINGS.items()}
 
 
 def tune_malloc() -> bool:
@@ -32,5 +38,5 @@ def tune_malloc() -> bool:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
-    # mallopt returns 1 on success; the trim threshold is an int, so 2 GB is the ceiling.
-    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    # mallopt returns 1 on success
+    return all(libc.mallopt(param, value) == 1 for param, value in SETTINGS.values())
