@@ -29,7 +29,12 @@ def seg_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: 
     resize = logits.shape[-2:] != labels.shape[-2:]
     if resize and logits.device.type == "cpu" and labels.numel() * logits.shape[1] >= _FUSE_MIN_ELEMENTS:
         return UpsampledCrossEntropy.apply(logits, labels, ignore_index)
-    if resize:
+    return plain_cross_entropy(logits, labels, ignore_index)
+
+
+def plain_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """`seg_cross_entropy` written the usual way: `F.interpolate`, then `F.cross_entropy`."""
+    if logits.shape[-2:] != labels.shape[-2:]:
         logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
     loss = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="sum")
     valid = (labels != ignore_index).sum().clamp_min(1)
