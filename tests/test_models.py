@@ -171,3 +171,24 @@ def test_factored_head_equals_the_published_order(name):
     head.eval()
     with torch.inference_mode():  # the in-place inference path (activation and sums in place)
         assert torch.allclose(head(feats), head.forward_reference(feats), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("queries, heads", [(4096, 1), (256, 5)])
+def test_bf16_inference_attention_matches_the_fused_kernel(queries, heads):
+    """MiT's bf16 CPU inference path (explicit matmuls + softmax) against fp32 SDPA, and the
+    grad-enabled path is the fused kernel itself."""
+    import torch.nn.functional as F
+
+    from segadapter.modeling.mit import attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, heads, n, 32, generator=g) for n in (queries, 64, 64))
+    ref = F.scaled_dot_product_attention(q, k, v)
+    with torch.no_grad():
+        out = attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+        fused = F.scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+    assert out.dtype == torch.bfloat16
+    # bf16 rounding of inputs and scores: same order of error as the fused bf16 kernel
+    assert (out.float() - ref).abs().max() < 4 * (fused.float() - ref).abs().max() + 1e-3
+    assert (out.float() - ref).abs().mean() < 0.02
+    assert torch.equal(attention(q, k, v), ref)  # fp32 and training: the fused kernel
