@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         device = init_distributed(device.type).device
     rank = get_rank()
     try:
-        model, folder = load_model(args.ckpt, device)
+        model, folder = load_model(args.ckpt, device, compile=args.compile)
         data_cfg = _run_data_config(folder)
         name = args.dataset or data_cfg.get("dataset")
         root = args.data or data_cfg.get("root")

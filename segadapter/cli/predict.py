@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs(images, out_dir)
     for path in images:  # decode everything once first: fail before writing anything
         read_image(path)
-    model, folder = load_model(args.ckpt, device)
+    model, folder = load_model(args.ckpt, device, compile=args.compile)
     palette = _palette(args.palette, model, folder)
 
     to_tensor = build_transforms(train=False)  # the evaluation normalisation
