@@ -55,10 +55,12 @@ def test_gradcheck_in_double():
 
 def test_large_outputs_take_the_fused_path_and_agree():
     torch.manual_seed(0)
-    logits = torch.randn(1, 150, 64, 64, requires_grad=True)  # 150 x 256^2 = 9.8 M upsampled logits
-    labels = torch.randint(0, 150, (1, 256, 256))
+    logits = torch.randn(1, 150, 128, 128, requires_grad=True)  # 150 x 512^2 = 39 M upsampled logits
+    labels = torch.randint(0, 150, (1, 512, 512))
     loss = seg_cross_entropy(logits, labels)
     assert loss.grad_fn.name() == "UpsampledCrossEntropyBackward"
+    small = seg_cross_entropy(logits[:, :19, :64], labels[:, :256].clamp_max(18))  # 19 x 256 x 512: 2.5 M
+    assert small.grad_fn.name() != "UpsampledCrossEntropyBackward"
     (g,) = torch.autograd.grad(loss, logits)
     ref = reference(logits, labels)
     (g_ref,) = torch.autograd.grad(ref, logits)

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 IGNORE_INDEX = 255
 _CHUNK_ELEMENTS = 1 << 20  # logits per chunk: ~4 MB of fp32, cache-sized
-_FUSE_MIN_ELEMENTS = 1 << 23  # below ~32 MB of full-resolution logits the plain path is as fast
+_FUSE_MIN_ELEMENTS = 1 << 25  # below ~128 MB of full-resolution logits (e.g. 2 x 19 x 512 x 1024)
+# the plain path is as fast or faster once glibc keeps freed memory (benchmarks/fused_loss.py)
 
 
 def seg_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
