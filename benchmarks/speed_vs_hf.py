@@ -61,7 +61,8 @@ def _load(contender: str, hf_dir: str):
 def _forward_fn(contender: str, model, x, precision: str):
     import torch
 
-    if precision.endswith("+compile"):  # ours only: `--compile` of segadapter eval/predict
+    compiled = precision.endswith("+compile")  # ours only: `--compile` of segadapter eval/predict
+    if compiled:
         from segadapter.utils.compile import compile_for_inference
 
         model = compile_for_inference(model)
@@ -71,7 +72,7 @@ def _forward_fn(contender: str, model, x, precision: str):
     def run():
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             return call()
-    if precision.endswith("+compile"):
+    if compiled:
         run()  # compiles here, before the timed rounds
     return run
 

@@ -3,7 +3,7 @@
 Inductor with weight freezing treats the weights as constants: they are packed once for the CPU's
 matmul/conv kernels and the pointwise ops around them (norms, activations, softmax, the head's
 in-place sums) are fused into generated C++ loops. On the 2-core CPU of our benchmarks this takes
-a bf16 segformer-b0 forward at 512x512 from ~55 to ~43 ms (`benchmarks/speed_vs_hf.py`). The
+a bf16 segformer-b0 forward at 512x512 from 65.7 to 49.2 ms (`benchmarks/speed_vs_hf.py`). The
 first call for each input shape compiles (~30 s for segformer-b0 on 2 cores); on CPU that needs a
 C++ compiler.
 """
