@@ -68,6 +68,12 @@ def _resize_width_backward(grad_wide: torch.Tensor, width: int, in_shape) -> tor
     return torch.ops.aten.upsample_bilinear2d_backward(g, [r, width], list(in_shape), False, None, None)
 
 
+def _chunk_logits(slab: torch.Tensor, R: torch.Tensor, width: int) -> torch.Tensor:
+    """A chunk's upsampled logits (rows, W, K) from the low-res rows it reads, `slab` (1, K, r, w):
+    width by `_resize_width`, height by the chunk's bilinear matrix R (rows x r)."""
+    return (R @ _resize_width(slab, width)).view(R.shape[0], width, slab.shape[1])
+
+
 def _compute_dtype(logits: torch.Tensor) -> torch.dtype:
     return torch.float64 if logits.dtype == torch.float64 else torch.float32
 
@@ -106,7 +112,7 @@ class UpsampledCrossEntropy(torch.autograd.Function):
             total = torch.zeros((), dtype=torch.float64, device=x.device)
             for i in range(b):
                 for r0, r1, k0, k1, R in plan:
-                    z = (R @ _resize_width(x[i:i + 1, :, k0:k1], width)).view(r1 - r0, width, k)
+                    z = _chunk_logits(x[i:i + 1, :, k0:k1], R, width)
                     # torch's last-dim log-softmax is one fused pass; max / sub / exp / sum as
                     # separate ops stream the chunk through memory four times
                     logp = torch.log_softmax(z, -1).gather(-1, safe[i, r0:r1, :, None]).squeeze(-1)
@@ -119,8 +125,8 @@ class UpsampledCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         logits, safe, valid, count = ctx.saved_tensors
-        b, k, h, w = logits.shape
-        height, width = safe.shape[-2:]
+        b, k = logits.shape[:2]
+        width = safe.shape[-1]
         x = logits.to(_compute_dtype(logits))
         grad = torch.zeros_like(x, memory_format=torch.channels_last)
         scale = grad_out.to(x.dtype) / count
@@ -129,7 +135,7 @@ class UpsampledCrossEntropy(torch.autograd.Function):
             for r0, r1, k0, k1, R in ctx.plan:
                 # d CE / d z = softmax(z) - onehot(label), zero on ignored pixels
                 slab = x[i:i + 1, :, k0:k1]
-                p = torch.softmax((R @ _resize_width(slab, width)).view(r1 - r0, width, k), -1)
+                p = torch.softmax(_chunk_logits(slab, R, width), -1)
                 p.scatter_add_(-1, safe[i, r0:r1, :, None], minus_one.expand(r1 - r0, width, 1))
                 p.mul_((valid[i, r0:r1] * scale)[..., None])
                 grad[i:i + 1, :, k0:k1] += _resize_width_backward(R.T @ p.view(r1 - r0, width * k), width, slab.shape)

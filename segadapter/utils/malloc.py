@@ -3,8 +3,8 @@
 glibc hands every allocation above a threshold (at most 32 MB) to `mmap` and gives it back on
 free; it also trims the heap top once enough of it is free. A CPU forward/backward allocates and
 frees the same large activations every step, so each step pays for fresh zeroed pages from the
-kernel again: 4 000-20 000 page faults per segformer-b0 forward at 512x512, which ran in 130 ms
-with glibc's defaults and 97 ms with these settings (benchmarks/speed_vs_hf.py, README).
+kernel again: 4 000-20 000 page faults per segformer-b0 forward at 512x512, which ran in 111 ms
+with glibc's defaults and 87 ms with these settings (benchmarks/speed_vs_hf.py, README).
 With `mmap` off for the heap and trimming out of reach, freed blocks are reused instead; the
 process keeps its high-water memory (what jemalloc/tcmalloc setups for PyTorch do too).
 
