@@ -1,7 +1,6 @@
 """segadapter: SegAdapter and the Segformer family of semantic-segmentation models."""
 from .errors import CheckpointError, ConfigError, DataError, SegAdapterError
-from .modeling.factory import create_model, from_pretrained
-from .modeling.registry import list_models
+from .modeling.factory import create_model, from_pretrained, list_models
 
 __version__ = "0.1.0"
 

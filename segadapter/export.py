@@ -13,9 +13,12 @@ from .utils.io import atomic_path
 
 def export_onnx(model: torch.nn.Module, path: str | os.PathLike, opset: int = 17,
                 sample_size: tuple[int, int] = (512, 512)) -> Path:
-    """Write `model` (eval mode: images -> stride-4 logits) to `path` atomically."""
+    """Write `model` (eval mode: images -> class scores at the model's output stride) to `path`
+    atomically. The output's spatial axes are named for what they are: `height_over_{stride}`."""
     path = Path(path)
     model = model.eval()
+    stride = getattr(model, "output_stride", None)
+    out_h, out_w = (f"height_over_{stride}", f"width_over_{stride}") if stride else ("out_height", "out_width")
     x = torch.zeros(1, 3, *sample_size)
     with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
         # The TorchScript exporter: dynamic shapes without extra packages (onnxscript).
@@ -23,7 +26,7 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, opset: int = 17
         torch.onnx.export(
             model, (x,), str(tmp), input_names=["images"], output_names=["logits"], opset_version=opset,
             dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
-                          "logits": {0: "batch", 2: "height_4", 3: "width_4"}},
+                          "logits": {0: "batch", 2: out_h, 3: out_w}},
             dynamo=False,
         )
     return path

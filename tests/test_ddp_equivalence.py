@@ -19,9 +19,9 @@ import torch.multiprocessing as mp
 import segadapter
 from segadapter.data import build_dataset
 from segadapter.engine import param_groups
-from segadapter.engine.amp import grad_scaler
+from segadapter.runtime.amp import grad_scaler
 from segadapter.engine.config import OptimConfig, config_from_dict
-from segadapter.engine.distributed import cleanup, init_distributed, wrap_model
+from segadapter.runtime.distributed import cleanup, init_distributed, wrap_model
 from segadapter.engine.step import train_step
 
 CPU = torch.device("cpu")

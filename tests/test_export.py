@@ -61,3 +61,12 @@ def test_cli_export(tmp_path):
     r = subprocess.run([sys.executable, "-m", "segadapter", "export", str(tmp_path / "missing"), "--onnx",
                         str(tmp_path / "x.onnx")], capture_output=True, text=True)
     assert r.returncode == 2 and "missing" in r.stderr and not (tmp_path / "x.onnx").exists()
+
+
+def test_output_axes_are_named_for_the_models_stride(exported):
+    import onnx
+
+    model, path = exported
+    dims = [d.dim_param for d in onnx.load(str(path)).graph.output[0].type.tensor_type.shape.dim]
+    s = model.output_stride
+    assert dims[0] == "batch" and dims[2:] == [f"height_over_{s}", f"width_over_{s}"]

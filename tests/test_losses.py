@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segadapter.modeling import losses
+from segadapter.modeling.losses import cross_entropy as losses
 from segadapter.modeling.losses import UpsampledCrossEntropy, bilinear_taps, seg_cross_entropy
 
 
@@ -97,5 +97,5 @@ def test_segmentor_loss_matches_the_published_formulation():
     labels = torch.randint(0, 5, (2, 64, 64))
     torch.manual_seed(1)
     out = model(images, labels=labels)
-    expected = reference(out["logits"], labels) + model.coarse_weight * reference(out["coarse"], labels)
+    expected = reference(out["logits"], labels) + model.adapters.coarse_weight * reference(out["coarse"], labels)
     assert torch.allclose(out["loss"], expected, rtol=1e-5)

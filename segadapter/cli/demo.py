@@ -48,7 +48,7 @@ def detect_dataset(root: Path) -> str:
 
 def run(args) -> int:
     from ..engine import load_config
-    from ..engine.distributed import cleanup, init_distributed
+    from ..runtime.distributed import cleanup, init_distributed
     from ..engine.trainer import Trainer
 
     if args.data is None:

@@ -39,7 +39,7 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import build_dataset, build_transforms
-    from ..engine.distributed import cleanup, get_rank, get_world_size, init_distributed
+    from ..runtime.distributed import cleanup, get_rank, get_world_size, init_distributed
     from ..evaluation import evaluate
 
     options = inference_options(args)

@@ -59,7 +59,7 @@ def _parse_rest(args: argparse.Namespace) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine import list_configs, load_config, resolve_config_path
-    from ..engine.distributed import cleanup, init_distributed
+    from ..runtime.distributed import cleanup, init_distributed
     from ..engine.trainer import CONFIG_NAME, Trainer
 
     args = _parse_rest(args)

@@ -48,8 +48,9 @@ class OptimConfig:
     lr: float = 6e-5
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.01
-    head_lr_mult: float = 10.0  # decode_head.* parameters
-    adapter_lr_mult: float = 7.0  # adapters.* parameters
+    head_lr_mult: float = 10.0  # the 'head' group (decode_head.* parameters)
+    adapter_lr_mult: float = 7.0  # the 'adapter' group (adapters.* parameters)
+    lr_mult: dict[str, float] = field(default_factory=dict)  # per group name; overrides the two above
     layer_decay: Optional[float] = None  # ConvNeXt layer-wise lr decay (0.9 in the paper); None: off
     no_decay_names: list[str] = field(default_factory=lambda: ["pos"])  # name substrings without wd
     grad_clip: Optional[float] = None  # max global grad norm; None: no clipping

@@ -1,11 +1,13 @@
 """AdamW with the paper's parameter groups.
 
-lr x `head_lr_mult` for `decode_head.*`, x `adapter_lr_mult` for `adapters.*`; no weight decay on
-normalisation layers and position-like parameters; optional layer-wise lr decay for ConvNeXt.
+The model names each parameter's group (`model.param_group(name)`: 'backbone', 'adapter', 'head',
+...) and, where its backbone has them, layer ids (`model.layer_id(name)`); the config's lr
+multipliers are keyed by group name (`optim.lr_mult`, with `head_lr_mult` / `adapter_lr_mult` as
+the defaults for 'head' / 'adapter'). Frozen parameters are left out. No weight decay on
+normalisation layers and position-like parameters; optional layer-wise lr decay.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -28,14 +30,16 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
     optimizer ignores extra keys, and they round-trip through its state_dict).
     """
     no_decay = _norm_param_ids(model)
-    layer_id = _layer_id_fn(model) if cfg.layer_decay is not None else None
+    if cfg.layer_decay is not None and model.layer_id(next(n for n, _ in model.named_parameters())) is None:
+        raise ConfigError("optim.layer_decay needs a backbone with layer ids (ConvNeXt); "
+                          "set optim.layer_decay=null for this model")
     groups: dict[tuple[float, bool], dict[str, Any]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        mult = _prefix_mult(name, cfg)
-        if layer_id is not None:
-            lid, top = layer_id(name)
+        mult = group_lr_mult(model.param_group(name), cfg)
+        if cfg.layer_decay is not None:
+            lid, top = model.layer_id(name)
             mult *= cfg.layer_decay ** (top - lid)
         decay = id(p) not in no_decay and not any(s in name for s in cfg.no_decay_names)
         key = (mult, decay)
@@ -47,12 +51,11 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
     return list(groups.values())
 
 
-def _prefix_mult(name: str, cfg: OptimConfig) -> float:
-    if name.startswith("decode_head."):
-        return cfg.head_lr_mult
-    if name.startswith("adapters."):
-        return cfg.adapter_lr_mult
-    return 1.0
+def group_lr_mult(group: str, cfg: OptimConfig) -> float:
+    """The lr multiplier of a parameter group: `optim.lr_mult[group]`, else the legacy keys."""
+    if group in cfg.lr_mult:
+        return cfg.lr_mult[group]
+    return {"head": cfg.head_lr_mult, "adapter": cfg.adapter_lr_mult}.get(group, 1.0)
 
 
 def _norm_param_ids(model: nn.Module) -> set[int]:
@@ -60,33 +63,3 @@ def _norm_param_ids(model: nn.Module) -> set[int]:
     return {id(p) for m in model.modules() if "Norm" in type(m).__name__
             for p in m.parameters(recurse=False)}
 
-
-def _layer_id_fn(model: nn.Module):
-    """Map a parameter name to (layer id, top id) for ConvNeXt; lr scale = decay ** (top - id).
-
-    Depth grows with the network: stem 0, stage 0 -> 1, stage 1 (and its downsample) -> 2,
-    stage 2 in groups of 3 blocks -> 3, 4, ..., stage 3 (and its downsample) -> the last backbone
-    id. Everything outside these (output norms, adapters, head) sits at `top` and keeps its lr.
-    ConvNeXt-T gets 6 backbone depths, S/B 12, matching the usual ConvNeXt fine-tuning recipe.
-    """
-    backbone = getattr(model, "backbone", None)
-    if not (hasattr(backbone, "stages") and hasattr(backbone, "downsample_layers")):
-        raise ConfigError("optim.layer_decay needs a ConvNeXt backbone (backbone.stages and "
-                          "backbone.downsample_layers); set optim.layer_decay=null for this model")
-    last = 3 + math.ceil(len(backbone.stages[2]) / 3)
-    top = last + 1
-
-    def layer_id(name: str) -> tuple[int, int]:
-        parts = name.split(".")
-        if parts[0] != "backbone" or len(parts) < 3 or parts[1] not in ("stages", "downsample_layers"):
-            return top, top
-        stage = int(parts[2])
-        if stage == 0:
-            return (0 if parts[1] == "downsample_layers" else 1), top
-        if stage == 1:
-            return 2, top
-        if stage == 2:
-            return (3 if parts[1] == "downsample_layers" else 3 + int(parts[3]) // 3), top
-        return last, top
-
-    return layer_id

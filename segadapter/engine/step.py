@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .amp import autocast
+from ..runtime.amp import autocast
 
 
 def train_step(model: nn.Module, batch: dict[str, Any], optimizer: torch.optim.Optimizer,

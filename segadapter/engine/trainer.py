@@ -17,12 +17,12 @@ from tqdm import tqdm
 
 from ..errors import CheckpointError, ConfigError, SegAdapterError
 from . import checkpoint as ckpt
-from .amp import amp_dtype, grad_scaler
+from ..runtime.amp import amp_dtype, grad_scaler
 from .builders import build_datasets, build_model
 from .config import Config
 from .config_loader import config_changes, save_config
 from .data_iter import epoch_batches
-from .distributed import DistInfo, all_gather_objects, all_reduce_mean, init_distributed, wrap_model
+from ..runtime.distributed import DistInfo, all_gather_objects, all_reduce_mean, init_distributed, wrap_model
 from .metrics_log import METRICS_NAME, MetricsLog
 from .optim import build_optimizer
 from .plot import plot_curves

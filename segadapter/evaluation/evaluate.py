@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from ..engine.distributed import get_rank, get_world_size, unwrap
+from ..runtime.distributed import get_rank, get_world_size, unwrap
 from .inference import check_inference_args, eval_mode, inference
 from .metrics import ConfusionMatrix, MetricResult
 

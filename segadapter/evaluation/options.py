@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..engine.amp import AMP_DTYPES
+from ..runtime.amp import AMP_DTYPES
 from ..errors import ConfigError
 from .inference import MODES, check_inference_args
 

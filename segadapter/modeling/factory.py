@@ -1,4 +1,4 @@
-"""`create_model` and `from_pretrained`: the public way to build models."""
+"""`create_model`, `from_pretrained` and `list_models`: the public way to build models."""
 from __future__ import annotations
 
 import os
@@ -6,8 +6,13 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..utils.io import to_plain
-from .registry import get_builder
+from . import hub
+from . import models as _families  # noqa: F401  (importing the family files registers every variant)
+from .registry import get_builder, list_models
 from .segmentor import Segmentor
+from .weights import apply_state_dict, load_pretrained
+
+__all__ = ["create_model", "from_pretrained", "list_models"]
 
 
 def create_model(name: str, num_classes: int = 150, pretrained: str | os.PathLike | None = None,
@@ -15,29 +20,29 @@ def create_model(name: str, num_classes: int = 150, pretrained: str | os.PathLik
     """Build a registered model (`segadapter.list_models()`).
 
     `pretrained` is a local file or folder: a `save_pretrained` folder, or published weights in
-    one of the NVlabs / Hugging Face / OpenMMLab / Facebook / timm layouts (encoder-only weights
-    leave the adapter and head freshly initialised; the load report says which).
+    one of the layouts a backbone family's converter reads (encoder-only weights leave the
+    adapters and head freshly initialised; the load report says which).
     """
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
     builder = get_builder(name)
     try:
         model = builder(num_classes=num_classes, **options)
-    except TypeError as e:  # unknown or misplaced option
-        raise ConfigError(f"invalid options for model {name!r}: {e}") from None
-    except ValueError as e:
+    except (TypeError, ValueError) as e:  # unknown, misplaced or invalid option
         raise ConfigError(f"invalid options for model {name!r}: {e}") from None
     model.config = {"name": name, "num_classes": num_classes, "options": to_plain(options)}
     if pretrained is not None:
-        from .pretrained import load_pretrained
-
         model.load_report = load_pretrained(model, pretrained)
     return model
 
 
 def from_pretrained(path: str | os.PathLike, **overrides: Any) -> Segmentor:
     """Rebuild a model from a `save_pretrained` folder (or a training run folder) alone."""
-    from .hub import load_model_dir
-
-    return load_model_dir(path, **overrides)
-
+    directory = hub.resolve_model_dir(path)
+    config = hub.read_config(directory)
+    options = {**config.get("options", {}), **overrides}
+    model = create_model(config["name"], num_classes=config["num_classes"], **options)
+    apply_state_dict(model, hub.read_weights(directory / hub.WEIGHTS_NAME), source=str(directory / hub.WEIGHTS_NAME))
+    extra = {k: v for k, v in config.items() if k not in ("format", "format_version", "name", "num_classes", "options")}
+    model.config.update(extra)
+    return model

@@ -77,17 +77,3 @@ def read_weights(path: Path) -> dict:
         return load_file(str(path))
     except Exception as e:  # safetensors raises several types for corrupt files
         raise CheckpointError(f"{path}: cannot read safetensors weights ({e})") from None
-
-
-def load_model_dir(path: str | os.PathLike, **overrides: Any):
-    from .factory import create_model
-    from .pretrained import apply_state_dict
-
-    directory = resolve_model_dir(path)
-    config = read_config(directory)
-    options = {**config.get("options", {}), **overrides}
-    model = create_model(config["name"], num_classes=config["num_classes"], **options)
-    apply_state_dict(model, read_weights(directory / WEIGHTS_NAME), source=str(directory / WEIGHTS_NAME))
-    extra = {k: v for k, v in config.items() if k not in ("format", "format_version", "name", "num_classes", "options")}
-    model.config.update(extra)
-    return model

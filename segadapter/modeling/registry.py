@@ -1,4 +1,6 @@
-"""Model registry: one tiny builder per variant, looked up by name (timm style)."""
+"""Model registry: one tiny builder per variant, looked up by name (timm style).
+
+The family files in `models/` register themselves when imported; `factory` imports them all."""
 from __future__ import annotations
 
 import fnmatch
@@ -23,7 +25,6 @@ def register_model(name: str):
 
 def list_models(pattern: str | None = None) -> list[str]:
     """Registered model names, optionally filtered by a shell-style pattern (`adapt-*`)."""
-    _ensure_loaded()
     names = sorted(_MODELS)
     if pattern:
         names = [n for n in names if fnmatch.fnmatch(n, pattern)]
@@ -31,13 +32,8 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 def get_builder(name: str) -> Callable:
-    _ensure_loaded()
     if name not in _MODELS:
         close = [n for n in _MODELS if n.split("-")[0] == name.split("-")[0]] or sorted(_MODELS)
         raise SegAdapterError(f"unknown model {name!r}; known models: {', '.join(sorted(close))}")
     return _MODELS[name]
 
-
-def _ensure_loaded() -> None:
-    # Importing the family files registers their builders.
-    from . import models  # noqa: F401

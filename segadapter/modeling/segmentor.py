@@ -1,37 +1,40 @@
-"""The Segmentor: backbone (+ optional adapter after every stage) + decode head + loss."""
+"""The Segmentor: wires a staged backbone (+ optional adapters after every stage) to a decode head.
+
+It holds no method-specific logic: the head owns its prediction and loss, the adapters own
+their coarse map and its loss. Eval `model(images)` returns per-pixel class scores (B, K, h, w)
+at `output_stride`; `model(images, labels)` returns those as "logits", every weighted "loss_*"
+term and their sum "loss".
+"""
 from __future__ import annotations
 
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .losses import IGNORE_INDEX, seg_cross_entropy
+# Optimizer parameter groups by top-level module: the config's lr multipliers are keyed by these.
+PARAM_GROUPS = {"backbone": "backbone", "adapters": "adapter", "decode_head": "head"}
 
 
 class Segmentor(nn.Module):
-    """Encoder-decoder segmentation model.
-
-    With `adapters`, the adapted map of stage i is both the stage's output to the head and the
-    input of stage i+1 ("semantic flow"); the adapters' side outputs, resized to the head's
-    stride-4 grid and summed, form the coarse map supervised with weight `coarse_weight`.
-    """
-
     def __init__(self, backbone: nn.Module, decode_head: nn.Module, num_classes: int,
-                 adapters: nn.ModuleList | None = None, coarse_weight: float = 0.4,
-                 ignore_index: int = IGNORE_INDEX):
+                 adapters: nn.ModuleList | None = None):
         super().__init__()
         self.backbone = backbone
         self.adapters = adapters
         self.decode_head = decode_head
         self.num_classes = num_classes
-        self.coarse_weight = coarse_weight
-        self.ignore_index = ignore_index
         self.config: dict[str, Any] = {}
 
+    @property
+    def output_stride(self) -> int:
+        return self.decode_head.output_stride
+
     def extract_features(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Stage maps for the head, and the adapters' side outputs (empty without adapters)."""
+        """Stage maps for the head, and the adapters' side outputs (empty without adapters).
+
+        With adapters, the adapted map of stage i is both the stage's output to the head and the
+        input of stage i+1 ("semantic flow")."""
         feats, sides = [], []
         x = images
         for i in range(len(self.backbone.out_channels)):
@@ -44,34 +47,34 @@ class Segmentor(nn.Module):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None):
         feats, sides = self.extract_features(images)
-        logits = self.decode_head(feats)
+        raw = self.decode_head(feats)
         if labels is None and not self.training:
-            return logits
-        out: dict[str, torch.Tensor] = {"logits": logits}
-        if sides and (self.training or labels is not None):
-            out["coarse"] = self.coarse_map(sides, logits.shape[-2:])
+            return self.decode_head.predict(raw)
+        out: dict[str, torch.Tensor] = {"logits": self.decode_head.predict(raw)}
+        if sides:
+            out["coarse"] = self.adapters.coarse_map(sides)
         if labels is not None:
-            out.update(self.loss(out, labels))
+            losses = self.decode_head.loss(raw, labels)
+            if sides:
+                losses.update(self.adapters.loss(out["coarse"], labels))
+            out.update(losses)
+            out["loss"] = sum(losses.values())
         return out
 
-    @staticmethod
-    def coarse_map(sides: list[torch.Tensor], size) -> torch.Tensor:
-        coarse = 0
-        for s in sides:
-            if s.shape[-2:] != size:
-                s = F.interpolate(s, size=size, mode="bilinear", align_corners=False)
-            coarse = coarse + s
-        return coarse
+    # -- what the optimizer needs to know ------------------------------------------------------
 
-    def loss(self, outputs: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """CE(main) + coarse_weight * CE(coarse); both upsampled to the label size."""
-        losses = {"loss_main": seg_cross_entropy(outputs["logits"], labels, self.ignore_index)}
-        total = losses["loss_main"]
-        if "coarse" in outputs:
-            losses["loss_coarse"] = seg_cross_entropy(outputs["coarse"], labels, self.ignore_index)
-            total = total + self.coarse_weight * losses["loss_coarse"]
-        losses["loss"] = total
-        return losses
+    def param_group(self, name: str) -> str:
+        """'backbone', 'adapter' or 'head' for a parameter name."""
+        return PARAM_GROUPS.get(name.split(".", 1)[0], "head")
+
+    def layer_id(self, name: str) -> tuple[int, int] | None:
+        """(depth id, top id) for layer-wise lr decay, from the backbone; None when the backbone
+        has no layer ids. Everything outside the backbone sits at the top."""
+        if not hasattr(self.backbone, "layer_id"):
+            return None
+        top = self.backbone.num_layer_ids
+        group, _, rest = name.partition(".")
+        return (self.backbone.layer_id(rest) if group == "backbone" else top), top
 
     def save_pretrained(self, directory, **extra: Any) -> None:
         """Write `config.json` + `model.safetensors` (see `segadapter.from_pretrained`)."""

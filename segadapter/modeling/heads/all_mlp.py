@@ -7,10 +7,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..losses import IGNORE_INDEX
+from .base import PixelHead
+
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
 
-class AllMLPHead(nn.Module):
+class AllMLPHead(PixelHead):
     """Per-stage linear C_i -> C_d, upsample to stride 4, concat (c4, c3, c2, c1),
     1x1 fuse + BN + act, dropout, 1x1 classifier.
 
@@ -23,10 +26,13 @@ class AllMLPHead(nn.Module):
     """
 
     fused_inference: bool = True
+    loads_published_heads = True  # the NVlabs / HF Segformer heads map onto this one
 
     def __init__(self, in_channels: Sequence[int], num_classes: int, channels: int = 256,
-                 act: str = "relu", dropout: float = 0.1):
+                 act: str = "relu", dropout: float = 0.1, ignore_index: int = IGNORE_INDEX):
         super().__init__()
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
         if act not in ACTIVATIONS:
             raise ValueError(f"unknown head activation {act!r}; expected one of {sorted(ACTIVATIONS)}")
         self.in_channels = tuple(in_channels)

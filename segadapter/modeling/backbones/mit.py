@@ -5,13 +5,13 @@ Module names follow the NVlabs original, grouped per stage:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .layers import DropPath, init_weights
+from ..layers import DropPath, attention, drop_path_rates, init_weights, map_to_tokens, tokens_to_map
 
 
 @dataclass(frozen=True)
@@ -36,17 +36,6 @@ MIT_SPECS = {
 }
 
 
-def tokens_to_map(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """(B, N, C) tokens -> (B, C, H, W) as a channels-last view: no copy, and convs on it run
-    in the channels-last layout, whose outputs turn back into tokens for free."""
-    return x.view(x.shape[0], h, w, x.shape[2]).permute(0, 3, 1, 2)
-
-
-def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, N, C); a view when `x` is channels-last."""
-    return x.flatten(2).transpose(1, 2)
-
-
 class OverlapPatchEmbed(nn.Module):
     """Strided conv with overlapping windows, then LayerNorm over channels."""
 
@@ -59,19 +48,6 @@ class OverlapPatchEmbed(nn.Module):
         x = self.proj(x)
         h, w = x.shape[-2:]
         return self.norm(map_to_tokens(x)), h, w
-
-
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) v.
-
-    bf16 inference on CPU takes two bf16 matmuls around a last-dim softmax: without AMX the
-    fused CPU kernel runs bf16 no faster than fp32, the explicit form ~25% faster. The scores
-    are rounded to bf16 on the way, so logits move ~5x more than with the fused kernel (CamVid
-    val mIoU checked in the README). Everything else uses the fused kernel."""
-    if q.device.type == "cpu" and q.dtype == torch.bfloat16 and not torch.is_grad_enabled():
-        scores = q @ (k * q.shape[-1] ** -0.5).transpose(-1, -2)
-        return torch.softmax(scores, -1) @ v
-    return F.scaled_dot_product_attention(q, k, v)
 
 
 class EfficientSelfAttention(nn.Module):
@@ -153,8 +129,8 @@ class MixVisionTransformer(nn.Module):
         super().__init__()
         self.spec = spec
         self.out_channels = tuple(spec.widths)
-        total = sum(spec.depths)
-        dpr = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+        self.out_strides = tuple(math.prod(spec.strides[:i + 1]) for i in range(4))
+        dpr = drop_path_rates(drop_path_rate, sum(spec.depths))
         stages, start, prev = [], 0, in_chans
         for i in range(4):
             stages.append(

@@ -17,8 +17,8 @@ import re
 
 import torch
 
-from .convnext import CONVNEXT_SPECS, ConvNeXt
-from .pretrained import DROP, find_prefix, first_layout, join_key, remap_keys, rename_module, same_key
+from ..backbones.convnext import CONVNEXT_SPECS, ConvNeXt
+from .converters import DROP, WeightConverter, find_prefix, join_key, register_converter, remap_keys, rename_module, same_key
 
 FAMILY = "ConvNeXt"
 LAYOUTS = {
@@ -92,14 +92,6 @@ _KEY_FNS = {"segadapter": same_key, "facebook": _facebook, "timm": _timm, "huggi
             "mmpretrain": _mmpretrain}
 
 
-def handles(backbone) -> bool:
-    return isinstance(backbone, ConvNeXt)
-
-
-def detect_layout(state: dict) -> str | None:
-    return first_layout(state, LAYOUTS)
-
-
 def convert(state: dict[str, torch.Tensor], layout: str) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Rename `state` (in `layout`) to our keys; returns (state, deliberately dropped keys)."""
     anchor, prefixes = LAYOUTS[layout]
@@ -115,19 +107,6 @@ def convert(state: dict[str, torch.Tensor], layout: str) -> tuple[dict[str, torc
 
     out, dropped = remap_keys(state, key_fn)
     return _fit_shapes(out), dropped
-
-
-def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model=None) -> dict[str, torch.Tensor]:
-    """timm-style filter: a published ConvNeXt state dict in our key names."""
-    layout = detect_layout(state_dict)
-    if layout is None:
-        raise ValueError("not a known ConvNeXt checkpoint layout")
-    return convert(state_dict, layout)[0]
-
-
-def optional_prefixes(layout: str) -> tuple[str, ...]:
-    # ImageNet weights have no (or only the last) per-output norm.
-    return () if layout == "segadapter" else ("backbone.out_norms.",)
 
 
 def describe(state: dict) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
@@ -153,3 +132,25 @@ def _fit_shapes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if re.search(r"\.pwconv[12]\.weight$", k) and v.ndim == 4 and tuple(v.shape[2:]) == (1, 1):
             state[k] = v.flatten(1)
     return state
+
+
+class ConvNeXtConverter(WeightConverter):
+    family = FAMILY
+    layouts = LAYOUTS
+    backbone_type = ConvNeXt
+
+    def convert(self, state, layout):
+        return convert(state, layout)
+
+    def optional_prefixes(self, layout):
+        # ImageNet weights have no (or only the last) per-output norm.
+        return () if layout == "segadapter" else ("backbone.out_norms.",)
+
+    def describe(self, state):
+        return describe(state)
+
+    def variant_name(self, widths, depths):
+        return variant_name(widths, depths)
+
+
+CONVERTER = register_converter(ConvNeXtConverter())

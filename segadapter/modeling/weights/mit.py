@@ -13,8 +13,8 @@ import re
 
 import torch
 
-from .mit import MIT_SPECS, MixVisionTransformer
-from .pretrained import DROP, find_prefix, first_layout, join_key, remap_keys, rename_module, same_key
+from ..backbones.mit import MIT_SPECS, MixVisionTransformer
+from .converters import DROP, WeightConverter, find_prefix, join_key, register_converter, remap_keys, rename_module, same_key
 
 FAMILY = "MiT/Segformer"
 # layout -> (its first patch-embedding conv weight, encoder prefixes to look for it under)
@@ -126,14 +126,6 @@ _KEY_FNS = {
 }
 
 
-def handles(backbone) -> bool:
-    return isinstance(backbone, MixVisionTransformer)
-
-
-def detect_layout(state: dict) -> str | None:
-    return first_layout(state, LAYOUTS)
-
-
 def convert(state: dict[str, torch.Tensor], layout: str) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Rename `state` (in `layout`) to our keys; returns (state, deliberately dropped keys)."""
     anchor, prefixes = LAYOUTS[layout]
@@ -148,18 +140,6 @@ def convert(state: dict[str, torch.Tensor], layout: str) -> tuple[dict[str, torc
 
     out, dropped = remap_keys(state, key_fn)
     return _fit_shapes(_fuse_attention(out)), dropped
-
-
-def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model=None) -> dict[str, torch.Tensor]:
-    """timm-style filter: a published MiT/Segformer state dict in our key names."""
-    layout = detect_layout(state_dict)
-    if layout is None:
-        raise ValueError("not a known MiT/Segformer checkpoint layout")
-    return convert(state_dict, layout)[0]
-
-
-def optional_prefixes(layout: str) -> tuple[str, ...]:
-    return ()
 
 
 def describe(state: dict) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
@@ -202,3 +182,21 @@ def _fit_shapes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         elif re.search(r"\.mlp\.fc[12]\.weight$", k) and v.ndim == 4 and tuple(v.shape[2:]) == (1, 1):
             state[k] = v.flatten(1)
     return state
+
+
+class MiTConverter(WeightConverter):
+    family = FAMILY
+    layouts = LAYOUTS
+    backbone_type = MixVisionTransformer
+
+    def convert(self, state, layout):
+        return convert(state, layout)
+
+    def describe(self, state):
+        return describe(state)
+
+    def variant_name(self, widths, depths):
+        return variant_name(widths, depths)
+
+
+CONVERTER = register_converter(MiTConverter())

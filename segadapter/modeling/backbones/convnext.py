@@ -5,12 +5,13 @@ pwconv2/gamma`) plus `out_norms.{i}`: the per-output LayerNorm of the segmentati
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .layers import DropPath, LayerNorm2d
+from ..layers import DropPath, LayerNorm2d, drop_path_rates
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,8 @@ class ConvNeXt(nn.Module):
             [nn.Sequential(nn.Conv2d(in_chans, w[0], 4, 4), LayerNorm2d(w[0], eps=1e-6))]
             + [nn.Sequential(LayerNorm2d(w[i - 1], eps=1e-6), nn.Conv2d(w[i - 1], w[i], 2, 2)) for i in range(1, 4)]
         )
-        total = sum(spec.depths)
-        dpr = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+        self.out_strides = (4, 8, 16, 32)
+        dpr = drop_path_rates(drop_path_rate, sum(spec.depths))
         stages, start = [], 0
         for i, depth in enumerate(spec.depths):
             stages.append(nn.Sequential(*[ConvNeXtBlock(w[i], dpr[start + j], layer_scale_init) for j in range(depth)]))
@@ -74,6 +75,29 @@ class ConvNeXt(nn.Module):
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.trunc_normal_(m.weight, std=0.02)
             nn.init.zeros_(m.bias)
+
+    @property
+    def num_layer_ids(self) -> int:
+        """Depth ids for layer-wise lr decay: stem 0, stage 0 -> 1, stage 1 -> 2, stage 2 in groups of
+        3 blocks -> 3, 4, ..., stage 3 -> the last id; this (one past the last) is the top, where
+        everything outside the backbone's stages sits. ConvNeXt-T gets 6 backbone depths, S/B 12,
+        matching the usual ConvNeXt fine-tuning recipe."""
+        return 3 + math.ceil(len(self.stages[2]) / 3) + 1
+
+    def layer_id(self, name: str) -> int:
+        """The depth id of parameter `name` (relative to the backbone); see `num_layer_ids`."""
+        top = self.num_layer_ids
+        parts = name.split(".")
+        if len(parts) < 3 or parts[0] not in ("stages", "downsample_layers"):
+            return top
+        stage = int(parts[1])
+        if stage == 0:
+            return 0 if parts[0] == "downsample_layers" else 1
+        if stage == 1:
+            return 2
+        if stage == 2:
+            return 3 if parts[0] == "downsample_layers" else 3 + int(parts[2]) // 3
+        return top - 1
 
     def stage_forward(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Downsample + blocks of stage i; this un-normalised map flows to the next stage."""

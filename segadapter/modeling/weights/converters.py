@@ -1,0 +1,100 @@
+"""The interface every backbone family's weight converter implements, their registry, and the
+helpers converters share (layout detection by tell-tale keys, key renaming)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+# A converter's key function returns our name, DROP (a deliberately unused tensor, e.g. an
+# ImageNet classifier), or None (unknown: kept under its own name so the error shows it).
+DROP = "<drop>"
+
+
+class WeightConverter:
+    """Published layouts of one backbone family -> our key names.
+
+    `layouts` maps a layout name to its tell-tale (anchor key, possible prefixes); the first layout
+    whose anchor is present wins. Subclasses implement `convert`."""
+
+    family: str = ""
+    layouts: dict[str, tuple[str, tuple[str, ...]]] = {}
+    backbone_type: type = type(None)
+
+    def handles(self, backbone) -> bool:
+        return isinstance(backbone, self.backbone_type)
+
+    def detect_layout(self, state: dict) -> str | None:
+        return first_layout(state, self.layouts)
+
+    def convert(self, state: dict[str, torch.Tensor], layout: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """Rename `state` (in `layout`) to full model keys; returns (state, deliberately dropped keys)."""
+        raise NotImplementedError
+
+    def optional_prefixes(self, layout: str) -> tuple[str, ...]:
+        """Model keys that may stay freshly initialised with this layout."""
+        return ()
+
+    def describe(self, state: dict) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        """(widths, depths) of the encoder in a converted state dict, for error messages."""
+        return None
+
+    def variant_name(self, widths, depths) -> str | None:
+        return None
+
+    def checkpoint_filter_fn(self, state_dict: dict[str, torch.Tensor], model=None) -> dict[str, torch.Tensor]:
+        """timm-style filter: a published state dict in our key names."""
+        layout = self.detect_layout(state_dict)
+        if layout is None:
+            raise ValueError(f"not a known {self.family} checkpoint layout")
+        return self.convert(state_dict, layout)[0]
+
+
+CONVERTERS: list[WeightConverter] = []
+
+
+def register_converter(converter: WeightConverter) -> WeightConverter:
+    CONVERTERS.append(converter)
+    return converter
+
+
+def find_prefix(state: dict, anchor: str, prefixes: tuple[str, ...]) -> str | None:
+    """The first prefix p with p + anchor in state (a layout's tell-tale key)."""
+    return next((p for p in prefixes if p + anchor in state), None)
+
+
+def first_layout(state: dict, layouts: dict[str, tuple[str, tuple[str, ...]]]) -> str | None:
+    """The first layout name whose (anchor, prefixes) tell-tale key is in `state`."""
+    return next((name for name, (anchor, prefixes) in layouts.items()
+                 if find_prefix(state, anchor, prefixes) is not None), None)
+
+
+def join_key(head: str, tail: str | None) -> str | None:
+    """`head + tail`, or None when the tail did not map."""
+    return None if tail is None else head + tail
+
+
+def same_key(k: str) -> str:
+    return k
+
+
+def remap_keys(state: dict[str, torch.Tensor], key_fn: Callable[[str], str | None]
+               ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Rename every key with `key_fn`; returns (renamed state, dropped keys)."""
+    out, dropped = {}, []
+    for k, v in state.items():
+        new = key_fn(k)
+        if new == DROP:
+            dropped.append(k)
+        else:
+            out[new if new is not None else k] = v
+    return out, dropped
+
+
+def rename_module(rest: str, table: dict[str, str]) -> str | None:
+    """`rest` = 'module.path.param'; map the module path through `table` (longest match)."""
+    module, _, param = rest.rpartition(".")
+    for src in sorted(table, key=len, reverse=True):
+        if module == src:
+            return f"{table[src]}.{param}"
+    return None

@@ -1,0 +1,106 @@
+"""Loading published weights or a segadapter folder into a model: reads the file (`io`), picks the
+backbone family's converter, decides which of our modules may stay freshly initialised, and
+applies the weights strictly (`report`)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ...errors import CheckpointError
+from .. import hub
+from .converters import CONVERTERS
+from .io import read_checkpoint
+from .report import LoadReport, apply_state_dict, shorten
+
+# Groups of our model that stay fresh when a checkpoint has none of their keys.
+HEAD_GROUPS = ("decode_head.", "adapters.")
+
+
+def load_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> LoadReport:
+    """Load a local file/folder into `model`: our own folder, or a published layout."""
+    path = Path(path)
+    if (path / "checkpoints" / "latest").is_file():  # a training run: its latest checkpoint
+        path = hub.resolve_model_dir(path)
+    if path.is_dir() and hub.is_model_dir(path):
+        return apply_state_dict(model, hub.read_weights(path / hub.WEIGHTS_NAME), source=str(path))
+    state = read_checkpoint(path)
+    family = _converter_for(model)
+    layout = family.detect_layout(state)
+    if layout is None:
+        raise _no_layout_error(path, state, family, model)
+    converted, ignored = family.convert(state, layout)
+    if layout != "segadapter" and not _keeps_published_head(model):
+        # Published heads are All-MLP heads trained without adapters (and with ReLU, where ours use
+        # GELU): any other model keeps only the encoder.
+        ignored += [k for k in state if k.startswith("decode_head.") and k not in ignored]
+        converted = {k: v for k, v in converted.items() if not k.startswith("decode_head.")}
+    _check_num_classes(model, converted, path)
+    optional = tuple(g for g in HEAD_GROUPS if not any(k.startswith(g) for k in converted))
+    optional += family.optional_prefixes(layout)
+    try:
+        report = apply_state_dict(model, converted, str(path), layout, optional)
+    except CheckpointError as e:
+        hint = _architecture_hint(path, family, converted, model)
+        raise CheckpointError(f"{hint}\n{e}" if hint else str(e)) from None
+    report.ignored = sorted(ignored)
+    return report
+
+
+def _keeps_published_head(model) -> bool:
+    head = getattr(model, "decode_head", None)
+    return getattr(head, "loads_published_heads", False) and getattr(model, "adapters", None) is None
+
+
+def _converter_for(model):
+    backbone = getattr(model, "backbone", None)
+    for family in CONVERTERS:
+        if family.handles(backbone):
+            return family
+    raise CheckpointError(f"no published-weight converter for a {type(backbone).__name__} backbone; "
+                          "load a segadapter model folder instead")
+
+
+def _check_num_classes(model, state: dict, path: Path) -> None:
+    w = state.get("decode_head.classifier.weight")
+    k = getattr(model, "num_classes", None)
+    if w is not None and k is not None and w.shape[0] != k:
+        raise CheckpointError(
+            f"{path}: the checkpoint's decode head predicts {w.shape[0]} classes but the model was "
+            f"built with num_classes={k}; build it with num_classes={w.shape[0]}, or start from "
+            "encoder-only weights to train a new head"
+        )
+
+
+def _architecture_hint(path: Path, family, state: dict, model) -> str:
+    got = family.describe(state)
+    spec = getattr(model.backbone, "spec", None)
+    if got is None or spec is None:
+        return ""
+    want = (tuple(spec.widths), tuple(spec.depths))
+    if got == want:
+        return ""
+    name = model.config.get("name", type(model).__name__)
+
+    def words(widths, depths):
+        variant = family.variant_name(widths, depths)
+        return f"widths {widths}, depths {depths}" + (f" ({variant})" if variant else "")
+
+    return (f"{path}: holds a {family.family} encoder with {words(*got)}, "
+            f"but {name} has {words(*want)}: build the model that matches the checkpoint")
+
+
+def _no_layout_error(path: Path, state: dict, family, model) -> CheckpointError:
+    name = model.config.get("name", type(model).__name__)
+    for other in CONVERTERS:
+        layout = other.detect_layout(state) if other is not family else None
+        if layout is not None:
+            return CheckpointError(
+                f"{path}: this is a {other.family} checkpoint ({layout} layout), "
+                f"but {name} has a {family.family} backbone"
+            )
+    return CheckpointError(
+        f"{path}: no known {family.family} layout matches this checkpoint "
+        f"(supported: {', '.join(family.layouts)}); its first keys: {shorten(sorted(state), 6)}"
+    )

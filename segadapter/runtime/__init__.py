@@ -1,0 +1,1 @@
+"""Runtime helpers shared by training and evaluation: distributed processes and autocast."""
