@@ -1,0 +1,1 @@
+"""Decode heads (one file per head)."""
