@@ -31,9 +31,9 @@ def load_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> LoadRepo
     if layout is None:
         raise _no_layout_error(path, state, family, model)
     converted, ignored = family.convert(state, layout)
-    if layout != "segadapter" and not _keeps_published_head(model):
+    if (layout != "segadapter" and not _keeps_published_head(model)) or not _head_fits(model, converted):
         # Published heads are All-MLP heads trained without adapters (and with ReLU, where ours use
-        # GELU): any other model keeps only the encoder.
+        # GELU), and a head of another kind never fits: such a model keeps only the encoder.
         ignored += [k for k in state if k.startswith("decode_head.") and k not in ignored]
         converted = {k: v for k, v in converted.items() if not k.startswith("decode_head.")}
     _check_num_classes(model, converted, path)
@@ -46,6 +46,12 @@ def load_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> LoadRepo
         raise CheckpointError(f"{hint}\n{e}" if hint else str(e)) from None
     report.ignored = sorted(ignored)
     return report
+
+
+def _head_fits(model, state: dict) -> bool:
+    """The checkpoint's decode-head tensors are all names of the model's own head."""
+    own = model.state_dict()
+    return all(k in own for k in state if k.startswith("decode_head."))
 
 
 def _keeps_published_head(model) -> bool:
