@@ -266,3 +266,51 @@ def test_loss_ignores_255_and_resizes_labels():
     k = raw.logits[-1].shape[-1] - 1
     want = F.cross_entropy(raw.logits[-1][0].float(), torch.full((10,), k))
     torch.testing.assert_close(losses["loss_ce"], 2 * want)
+
+
+# -- published weights -------------------------------------------------------------------------
+
+
+def _official_names(ours: dict) -> dict:
+    """Our tiny SAN state under the official release's names (the inverse of the converter)."""
+    out = {}
+    for k, v in ours.items():
+        if k.startswith("backbone.clip.visual.transformer.resblocks."):
+            i, rest = k.split(".", 6)[5:]
+            out[f"clip_visual_extractor.resblocks.{i}.{rest}" if int(i) < 2 else
+                f"clip_rec_head.resblocks.{int(i) - 2}.{rest}"] = v
+        elif k.startswith(("backbone.clip.visual.ln_post", "backbone.clip.visual.proj")):
+            out["clip_rec_head." + k[len("backbone.clip.visual."):]] = v
+        elif k.startswith("backbone.clip.visual."):
+            out["clip_visual_extractor." + k[len("backbone.clip.visual."):]] = v
+        elif k.startswith("backbone.clip."):
+            out["ov_classifier." + k[len("backbone.clip."):]] = v
+        elif k.startswith("decode_head.side.fusion_layers."):
+            layer, part, p = k.split(".")[3:]
+            out[f"side_adapter_network.fusion_layers.{layer}.input_proj.{0 if part == 'norm' else 1}.{p}"] = v
+        elif k.startswith("decode_head.side.") and "query" in k:
+            out["side_adapter_network." + k[len("decode_head.side."):]] = v
+        elif k.startswith("decode_head.side."):
+            out["side_adapter_network.vit_model." + k[len("decode_head.side."):]] = v
+        elif k.startswith("decode_head.mask_decoder."):
+            out["side_adapter_network." + k[len("decode_head."):]] = v
+        elif k == "decode_head.no_object_embed":
+            out["ov_classifier.bg_embed"] = v
+    return out
+
+
+def test_official_release_keys_convert():
+    from segadapter.modeling import weights_san
+
+    bb, head = _tiny()
+    model = torch.nn.ModuleDict({"backbone": bb, "decode_head": head})
+    ours = {k: v for k, v in model.state_dict().items() if k not in ("backbone.clip_pretrained", "decode_head.class_embeddings")}
+    official = _official_names(ours)
+    official.update({"criterion.empty_weight": torch.ones(4), "pixel_mean": torch.zeros(3, 1, 1)})
+    assert weights_san.detect_layout(official) == "san"
+    converted, ignored = weights_san.convert(official, "san")
+    assert sorted(ignored) == ["criterion.empty_weight", "pixel_mean"]
+    assert set(converted) == set(ours) | {"backbone.clip_pretrained"}
+    for k, v in ours.items():
+        assert torch.equal(converted[k], v), k
+    assert weights_san.optional_prefixes("san") == ("decode_head.class_embeddings",)
