@@ -190,15 +190,19 @@ def infer_config(state: dict[str, torch.Tensor], act: str = "quick_gelu") -> Cli
         raise CheckpointError(f"not a complete CLIP state dict: no {e.args[0]}") from None
 
 
-def _hf_act(path: Path) -> str | None:
+def _hf_config(path: Path) -> dict:
+    """Activation and head counts from a Hugging Face folder's config.json ({} if none)."""
     cfg = path / "config.json" if path.is_dir() else None
     if cfg is None or not cfg.is_file():
-        return None
+        return {}
     try:
-        act = json.loads(cfg.read_text()).get("vision_config", {}).get("hidden_act")
+        raw = json.loads(cfg.read_text())
     except ValueError:
-        return None
-    return act if act in ("quick_gelu", "gelu") else None
+        return {}
+    v, t = raw.get("vision_config", {}), raw.get("text_config", {})
+    out = {"act": v.get("hidden_act") if v.get("hidden_act") in ("quick_gelu", "gelu") else None,
+           "vision_heads": v.get("num_attention_heads"), "text_heads": t.get("num_attention_heads")}
+    return {k: val for k, val in out.items() if val is not None}
 
 
 def apply_clip_state(model: CLIP, state: dict[str, torch.Tensor], source: str) -> list[str]:
@@ -239,8 +243,15 @@ def load_clip(path: str | os.PathLike, config: ClipConfig | str | None = None,
     QuickGELU as OpenAI's weights use)."""
     path = Path(path)
     converted, layout, ignored = load_clip_state(path)
-    act = act or _hf_act(path) or (clip_config(config).act if config is not None else "quick_gelu")
-    cfg = infer_config(converted, act) if config is None else replace(clip_config(config), act=act)
+    hf = _hf_config(path)
+    act = act or hf.get("act") or (clip_config(config).act if config is not None else "quick_gelu")
+    if config is None:
+        cfg = infer_config(converted, act)
+        if "vision_heads" in hf and "text_heads" in hf:
+            cfg = replace(cfg, vision=replace(cfg.vision, heads=hf["vision_heads"]),
+                          text=replace(cfg.text, heads=hf["text_heads"]))
+    else:
+        cfg = replace(clip_config(config), act=act)
     if config is not None:
         got = infer_config(converted, act)
         if _shapes(got) != _shapes(cfg):
