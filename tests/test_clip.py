@@ -48,6 +48,9 @@ def test_hf_folder_parity(tmp_path, act):
     hf.save_pretrained(tmp_path)
     ours, report = load_clip(tmp_path, TINY)
     assert report.layout == "huggingface" and ours.config.act == act
+    # without a config: shapes from the tensors, heads and activation from config.json
+    inferred, _ = load_clip(tmp_path)
+    assert inferred.config == TINY.with_act(act)
     assert len(report.loaded) == len(ours.state_dict())
     pixels, ids = _inputs()
     with torch.no_grad():

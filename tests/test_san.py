@@ -77,6 +77,11 @@ def test_vit_l14_builds():
         bb, head = build_san("san-vit-l14")
     assert bb.taps == (0, 6, 12, 18) and bb.clip.config.vision.image_size == 336
     assert head.mask_decoder.attn_mlp.layers[-1].out_channels == 256 * 16
+    bb.eval(), head.eval()
+    with torch.no_grad():  # shapes only (meta tensors): CLIP at 0.7x, a 600 x 900 input padded to 608 x 928
+        raw = head(_features(bb, torch.zeros(1, 3, 600, 900, device="meta")))
+        assert head.predict(raw).shape == (1, 171, 600, 900)
+    assert raw.masks[0].shape == (1, 100, 38, 58) and bb.clip_grid((600, 900)) == (30, 46)
 
 
 # -- behaviour on a tiny CLIP ----------------------------------------------------------------
