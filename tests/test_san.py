@@ -319,3 +319,24 @@ def test_official_release_keys_convert():
     for k, v in ours.items():
         assert torch.equal(converted[k], v), k
     assert weights_san.optional_prefixes("san") == ("decode_head.class_embeddings",)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_onnx_export_with_fixed_vocabulary(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from segadapter.export import check_onnx, export_onnx
+
+    bb, head = _tiny()
+
+    class Model(torch.nn.Module):  # the Segmentor's eval path: images -> predict
+        def __init__(self):
+            super().__init__()
+            self.backbone, self.decode_head = bb, head
+
+        def forward(self, x):
+            return self.decode_head.predict(self.decode_head(_features(self.backbone, x)))
+
+    model = Model().eval()
+    path = export_onnx(model, tmp_path / "san.onnx", sample_size=(64, 64))
+    for shape in ((1, 3, 64, 64), (2, 3, 96, 64), (1, 3, 60, 90)):  # other sizes, padding included
+        assert check_onnx(model, path, torch.randn(*shape)) < 1e-4

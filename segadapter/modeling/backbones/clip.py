@@ -142,8 +142,10 @@ class Transformer(nn.Module):
 
 def resize_pos_embed(pos: torch.Tensor, src: tuple[int, int], dst: tuple[int, int], prefix: int = 1) -> torch.Tensor:
     """Resample the grid part of a (prefix + H*W, C) position embedding bicubically to `dst`;
-    the first `prefix` rows (class token) are kept. Differentiable: gradients reach `pos`."""
-    if tuple(src) == tuple(dst):
+    the first `prefix` rows (class token) are kept. Differentiable: gradients reach `pos`.
+    While tracing (ONNX export) it always resamples (exact at equal sizes), so the exported graph
+    serves every input size."""
+    if tuple(src) == tuple(dst) and not torch.jit.is_tracing():
         return pos
     head, grid = pos[:prefix], pos[prefix:]
     c = grid.shape[-1]

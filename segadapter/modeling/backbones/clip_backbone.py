@@ -31,7 +31,9 @@ def pad_to_multiple(x: torch.Tensor, divisor: int, value: float = 0.0) -> torch.
     """Pad the last two dims at the bottom/right up to multiples of `divisor`."""
     h, w = x.shape[-2:]
     ph, pw = -h % divisor, -w % divisor
-    return F.pad(x, (0, pw, 0, ph), value=value) if ph or pw else x
+    if ph or pw or torch.jit.is_tracing():  # a traced graph must pad for every input size
+        return F.pad(x, (0, pw, 0, ph), value=value)
+    return x
 
 
 def sls_attention_bias(bias: torch.Tensor, num_cls: int = 1) -> torch.Tensor:
@@ -42,7 +44,7 @@ def sls_attention_bias(bias: torch.Tensor, num_cls: int = 1) -> torch.Tensor:
     patches attend to each other freely (bias 0), so CLIP's own path is unchanged."""
     b, n, q, l = bias.shape
     dev, dt = bias.device, bias.dtype
-    sls_sls = torch.full((q, q), SLS_MASK, device=dev, dtype=dt).fill_diagonal_(0.0)
+    sls_sls = SLS_MASK * (1 - torch.eye(q, device=dev, dtype=dt))
     top = torch.cat([sls_sls.expand(b, n, q, q), torch.full((b, n, q, num_cls), SLS_MASK, device=dev, dtype=dt),
                      bias], dim=-1)
     rest = torch.cat([torch.full((num_cls + l, q), SLS_MASK, device=dev, dtype=dt),
@@ -91,7 +93,11 @@ class ClipBackbone(nn.Module):
     def clip_grid(self, size: tuple[int, int]) -> tuple[int, int]:
         """CLIP's patch grid for an input of `size` (H, W), as stage 1 computes it."""
         p = self.visual.patch_size
-        return tuple(int(pad * self.clip_scale) // p for pad in (s + (-s % self.size_divisor) for s in size))
+        padded = [s + (-s % self.size_divisor) for s in size]
+        stride = p / self.clip_scale
+        if stride == int(stride) and self.size_divisor % int(stride) == 0:
+            return tuple(s // int(stride) for s in padded)  # integer arithmetic: traceable (ONNX)
+        return tuple(int(s * self.clip_scale) // p for s in padded)
 
     def stage_forward(self, i: int, x: torch.Tensor) -> torch.Tensor:
         if i == 0:

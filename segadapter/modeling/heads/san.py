@@ -62,6 +62,15 @@ def placeholder_embeddings(names: Sequence[str], dim: int) -> torch.Tensor:
     return F.normalize(torch.stack(rows), dim=-1) if rows else torch.zeros(0, dim)
 
 
+def max_pool_to(x: torch.Tensor, size: tuple[int, int], ratio: int | None = None) -> torch.Tensor:
+    """Adaptive max-pool to `size`. With `ratio` (the side grid is exactly `ratio` x CLIP's, as
+    for ViT-B/16 on padded inputs) a plain max-pool: the same result, and its fixed kernel
+    exports to ONNX with dynamic sizes."""
+    if ratio is not None:
+        return F.max_pool2d(x, ratio, ratio)
+    return F.adaptive_max_pool2d(x, size)
+
+
 def validate_class_names(names: Sequence[str], tokenizer=None, templates: Sequence[str] = (),
                          context_length: int = 77) -> list[str]:
     """Stripped names, or ConfigError for an empty list, empty/duplicate/over-long names."""
@@ -162,6 +171,15 @@ class SANHead(nn.Module):
         return F.normalize(torch.cat([self.class_embeddings.to(self.no_object_embed.dtype), self.no_object_embed]),
                            dim=-1)
 
+    def _pool_ratio(self) -> int | None:
+        """Side grid / CLIP grid when it is the same integer for every padded input size."""
+        bb = self.backbone
+        clip_stride = bb.visual.patch_size / bb.clip_scale
+        ratio = clip_stride / self.side.cfg.patch_size
+        if ratio == int(ratio) and clip_stride == int(clip_stride) and bb.size_divisor % int(clip_stride) == 0:
+            return int(ratio)
+        return None
+
     def forward(self, feats: list[torch.Tensor]) -> SANOutput:
         """feats: [CLIP-normalised image (B, 3, H, W), CLIP tokens at each tap (B, 1 + h*w, C)]."""
         bb = self.backbone
@@ -178,7 +196,7 @@ class SANHead(nn.Module):
         for query, x in outs:
             mask, bias = self.mask_decoder(query, x)
             b, n, q = bias.shape[:3]
-            bias = F.adaptive_max_pool2d(bias.flatten(1, 2), (hc, wc)).view(b, n, q, hc * wc)
+            bias = max_pool_to(bias.flatten(1, 2), (hc, wc), self._pool_ratio()).view(b, n, q, hc * wc)
             sls = bb.recognize(taps[-1], bias)
             logits.append(scale * sls @ classifier.t().to(sls.dtype))
             masks.append(mask)

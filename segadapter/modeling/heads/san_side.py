@@ -133,7 +133,7 @@ class SideViT(nn.Module):
     def _pos(self, h: int, w: int) -> torch.Tensor:
         pos = self.pos_embed
         g = self.cfg.grid
-        if (h, w) != (g, g):
+        if (h, w) != (g, g) or torch.jit.is_tracing():  # traced graphs must resample for any size
             pos = pos.reshape(1, g, g, -1).permute(0, 3, 1, 2)
             pos = F.interpolate(pos, size=(h, w), mode="bicubic", align_corners=False).flatten(2).transpose(1, 2)
         return torch.cat([self.query_pos_embed, pos], dim=1)
