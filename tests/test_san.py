@@ -340,3 +340,27 @@ def test_onnx_export_with_fixed_vocabulary(tmp_path):
     path = export_onnx(model, tmp_path / "san.onnx", sample_size=(64, 64))
     for shape in ((1, 3, 64, 64), (2, 3, 96, 64), (1, 3, 60, 90)):  # other sizes, padding included
         assert check_onnx(model, path, torch.randn(*shape)) < 1e-4
+
+
+def test_tiny_san_learns_a_segmentation():
+    """A few AdamW steps on one batch (random frozen CLIP): the loss falls and the prediction fits."""
+    bb, head = _tiny()
+    torch.manual_seed(0)  # the matcher's and the criterion's random points
+    head.train()
+    opt = torch.optim.AdamW([p for m in (bb, head) for p in m.parameters() if p.requires_grad], lr=2e-3)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    labels = torch.zeros(2, 64, 64, dtype=torch.long)
+    labels[:, 32:] = 1
+    labels[:, :, :20] = 2
+    history = []
+    for _ in range(45):
+        loss = sum(head.loss(head(_features(bb, x)), labels).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append(loss.item())
+    head.eval()
+    with torch.no_grad():
+        pred = head.predict(head(_features(bb, x))).argmax(1)
+    assert history[-1] < 0.3 * history[0]
+    assert (pred == labels).float().mean() > 0.9
