@@ -99,6 +99,8 @@ def validate_class_names(names: Sequence[str], tokenizer=None, templates: Sequen
 
 class SANHead(nn.Module):
     output_stride = 1  # predict() returns scores at the input resolution
+    # the published GFLOPs leave out the final class-mask combination (predict): count forward only
+    count_predict_flops = False
 
     def __init__(self, backbone: ClipBackbone, class_names: Sequence[str], side: SideConfig = SideConfig(),
                  class_embeddings: torch.Tensor | None = None, tokenizer=None, ignore_index: int = 255,
@@ -131,6 +133,10 @@ class SANHead(nn.Module):
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def no_weight_decay(self) -> set[str]:
+        """Position and query embeddings (the recipe's embedding group: weight decay 0)."""
+        return {"side.pos_embed", "side.query_embed", "side.query_pos_embed"}
 
     # -- vocabulary ------------------------------------------------------------------------------
 
