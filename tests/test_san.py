@@ -1,7 +1,6 @@
 """SAN: sizes and FLOPs of the published model (built on the meta device), and a tiny random CLIP
 of the right structure for behaviour: shapes, gradients, SLS recognition against the official
 cross-attention formulation, vocabulary, normalisation."""
-import math
 
 import pytest
 import torch

@@ -1,6 +1,5 @@
 """Our CLIP tokenizer against transformers' CLIPTokenizer given the same (small, self-made) files."""
 import gzip
-import html
 import json
 from collections import Counter
 
