@@ -1,0 +1,232 @@
+"""SAN (Xu et al., CVPR 2023): open-vocabulary segmentation with a side adapter network on a
+frozen CLIP.
+
+Structure (backbone + head, as every model here):
+  backbone  `ClipBackbone` (backbones/clip_backbone.py): the frozen CLIP; its stages hand the
+            head the CLIP-normalised image and CLIP's tokens after ln_pre and after blocks 3, 6, 9
+            (ViT-B/16), and it offers `recognize(tokens, bias)`, which runs blocks 10-12 with
+            [SLS] tokens. CLIP is frozen except its visual position embedding.
+  head      `SANHead` (this file): the side network (heads/san_side.py) on the full-resolution
+            image, fused with the CLIP taps, proposes masks and per-CLIP-head attention biases
+            (max-pooled to CLIP's grid); the backbone's `recognize` turns the biases into one
+            embedding per query, classified by cosine against the class-name text embeddings
+            plus a learnable no-object embedding (x CLIP's logit scale, 100).
+The head holds the backbone as an *unregistered* reference (`self.backbone`, not a child module),
+so parameters and state-dict keys stay under `backbone.` only once.
+
+Raw output `SANOutput`: class logits (B, Q, K+1) and mask logits (B, Q, H/16, W/16) of each
+decoded side block (training: blocks 7 and 8, each matched and supervised; inference: block 8).
+`predict` = log(clamp(sum_q softmax(cls_q)[:K] * sigmoid(upsampled mask_q))).
+
+Vocabulary: `class_embeddings` is a buffer (saved with the model), computed from class names
+through CLIP's text tower and the 14 prompt templates (`set_classes`), or deterministic
+placeholders (one pseudo-random unit vector per name) when no CLIP text weights or vocabulary are
+at hand, so the model builds and runs anywhere (FLOPs, tests, a random-CLIP baseline).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...errors import ConfigError
+from ..backbones.clip_backbone import ClipBackbone, pad_to_multiple
+from ..losses_criterion import MaskClassificationCriterion, semantic_to_targets
+from .san_side import MaskDecoder, SideConfig, SideViT, tokens_to_map
+
+MAX_NAME_CHARS = 200
+BRING_CLIP = ("CLIP weights (OpenAI's ViT-B-16.pt, an open_clip checkpoint, or a Hugging Face CLIP folder), "
+              "passed as clip=PATH")
+BRING_VOCAB = ("CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz from OpenAI's clip or open_clip, or a "
+               "Hugging Face CLIP folder with vocab.json + merges.txt), passed as vocab=PATH")
+
+
+@dataclass
+class SANOutput:
+    logits: list[torch.Tensor]  # (B, Q, K+1) per decoded side block, the final one last
+    masks: list[torch.Tensor]  # (B, Q, h, w) mask logits on the padded image's stride-16 grid
+    image_size: tuple[int, int]  # (H, W) of the input before padding
+
+
+def placeholder_embeddings(names: Sequence[str], dim: int) -> torch.Tensor:
+    """A fixed pseudo-random unit vector per name (seeded by its SHA-256): stands in for text
+    embeddings when no CLIP text tower is available; the same name always gets the same vector."""
+    rows = []
+    for name in names:
+        seed = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
+        rows.append(torch.randn(dim, generator=torch.Generator().manual_seed(seed)))
+    return F.normalize(torch.stack(rows), dim=-1) if rows else torch.zeros(0, dim)
+
+
+def max_pool_to(x: torch.Tensor, size: tuple[int, int], ratio: int | None = None) -> torch.Tensor:
+    """Adaptive max-pool to `size`. With `ratio` (the side grid is exactly `ratio` x CLIP's, as
+    for ViT-B/16 on padded inputs) a plain max-pool: the same result, and its fixed kernel
+    exports to ONNX with dynamic sizes."""
+    if ratio is not None:
+        return F.max_pool2d(x, ratio, ratio)
+    return F.adaptive_max_pool2d(x, size)
+
+
+def validate_class_names(names: Sequence[str], tokenizer=None, templates: Sequence[str] = (),
+                         context_length: int = 77) -> list[str]:
+    """Stripped names, or ConfigError for an empty list, empty/duplicate/over-long names."""
+    if isinstance(names, str):
+        raise ConfigError("class names must be a list of names, not one string")
+    names = [str(n).strip() for n in names]
+    if not names:
+        raise ConfigError("the vocabulary is empty: give at least one class name")
+    if any(not n for n in names):
+        raise ConfigError("the vocabulary has an empty class name")
+    seen: dict[str, str] = {}
+    for n in names:
+        if n.lower() in seen:
+            raise ConfigError(f"duplicate class name {n!r} (as {seen[n.lower()]!r})")
+        seen[n.lower()] = n
+        if len(n) > MAX_NAME_CHARS:
+            raise ConfigError(f"class name {n[:40]!r}... is longer than {MAX_NAME_CHARS} characters")
+    if tokenizer is not None:
+        for n in names:
+            longest = max((len(tokenizer.encode(t.format(n))) + 2 for t in templates), default=0)
+            if longest > context_length:
+                raise ConfigError(f"class name {n[:40]!r} is too long: a prompt with it takes {longest} "
+                                  f"tokens, CLIP's text context holds {context_length}")
+    return names
+
+
+class SANHead(nn.Module):
+    output_stride = 1  # predict() returns scores at the input resolution
+    # the published GFLOPs leave out the final class-mask combination (predict): count forward only
+    count_predict_flops = False
+
+    def __init__(self, backbone: ClipBackbone, class_names: Sequence[str], side: SideConfig = SideConfig(),
+                 class_embeddings: torch.Tensor | None = None, tokenizer=None, ignore_index: int = 255,
+                 criterion: MaskClassificationCriterion | None = None):
+        super().__init__()
+        self.__dict__["_backbone"] = backbone  # a reference, not a submodule
+        clip = backbone.clip
+        embed_dim = clip.config.embed_dim
+        self.side = SideViT(side, backbone.visual.width)
+        self.mask_decoder = MaskDecoder(side.width, backbone.visual.heads, side.embed_channels,
+                                        side.mlp_channels, side.mlp_layers)
+        self.no_object_embed = nn.Parameter(torch.empty(1, embed_dim))
+        if not self.no_object_embed.is_meta:
+            nn.init.normal_(self.no_object_embed, std=embed_dim ** -0.5)
+        self.criterion = criterion or MaskClassificationCriterion()
+        self.ignore_index = ignore_index
+        self.tokenizer = tokenizer
+        self._embedder = None
+        names = validate_class_names(class_names)
+        if class_embeddings is None:
+            class_embeddings = placeholder_embeddings(names, embed_dim)
+        self.register_buffer("class_embeddings", class_embeddings.to(self.no_object_embed.device))
+        self.class_names = names
+        self.embeddings_source = "placeholder"
+
+    @property
+    def backbone(self) -> ClipBackbone:
+        return self._backbone
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def no_weight_decay(self) -> set[str]:
+        """Position and query embeddings (the recipe's embedding group: weight decay 0)."""
+        return {"side.pos_embed", "side.query_embed", "side.query_pos_embed"}
+
+    # -- vocabulary ------------------------------------------------------------------------------
+
+    def set_classes(self, names: Sequence[str], tokenizer=None, placeholder: bool = False) -> None:
+        """Replace the vocabulary: embed `names` with CLIP's text tower and the prompt templates
+        (needs CLIP weights and a tokenizer), or with placeholders when `placeholder`."""
+        from ...text.prompts import VILD_TEMPLATES, ClassEmbedder
+
+        tok = tokenizer or self.tokenizer
+        if placeholder:
+            names = validate_class_names(names)
+            self._store(names, placeholder_embeddings(names, self.class_embeddings.shape[1]), "placeholder")
+            return
+        if not bool(self.backbone.clip_pretrained):
+            raise ConfigError(f"cannot embed class names: this SAN model has no trained CLIP text tower; bring {BRING_CLIP}")
+        if tok is None:
+            raise ConfigError(f"cannot embed class names: no CLIP tokenizer; bring {BRING_VOCAB}")
+        names = validate_class_names(names, tok, VILD_TEMPLATES, self.backbone.clip.context_length)
+        if self._embedder is None or self._embedder.tokenizer is not tok:
+            self._embedder = ClassEmbedder(self.backbone.clip, tok, VILD_TEMPLATES)
+        self.tokenizer = tok
+        self._store(names, self._embedder(names), "text")
+
+    def _store(self, names: list[str], emb: torch.Tensor, source: str) -> None:
+        self.class_embeddings = emb.to(self.class_embeddings.device, self.class_embeddings.dtype)
+        self.class_names = list(names)
+        self.embeddings_source = source
+
+    def clear_text_cache(self) -> None:
+        """Forget cached class embeddings (call after CLIP's weights change)."""
+        if self._embedder is not None:
+            self._embedder.clear()
+
+    # -- forward ---------------------------------------------------------------------------------
+
+    def classifier(self) -> torch.Tensor:
+        """(K+1, E) unit rows: the class-name embeddings, then the no-object embedding."""
+        return F.normalize(torch.cat([self.class_embeddings.to(self.no_object_embed.dtype), self.no_object_embed]),
+                           dim=-1)
+
+    def _pool_ratio(self) -> int | None:
+        """Side grid / CLIP grid when it is the same integer for every padded input size."""
+        bb = self.backbone
+        clip_stride = bb.visual.patch_size / bb.clip_scale
+        ratio = clip_stride / self.side.cfg.patch_size
+        if ratio == int(ratio) and clip_stride == int(clip_stride) and bb.size_divisor % int(clip_stride) == 0:
+            return int(ratio)
+        return None
+
+    def forward(self, feats: list[torch.Tensor]) -> SANOutput:
+        """feats: [CLIP-normalised image (B, 3, H, W), CLIP tokens at each tap (B, 1 + h*w, C)]."""
+        bb = self.backbone
+        image, taps = feats[0], feats[1:]
+        size = tuple(image.shape[-2:])
+        hc, wc = bb.clip_grid(size)
+        maps = [tokens_to_map(t[:, 1:], hc, wc) for t in taps]
+        cfg = self.side.cfg
+        decode = cfg.deep_supervision if self.training else (max(cfg.deep_supervision),)
+        outs = self.side(pad_to_multiple(image, bb.size_divisor), maps, decode)
+        classifier = self.classifier()
+        scale = bb.clip.logit_scale.exp()
+        logits, masks = [], []
+        for query, x in outs:
+            mask, bias = self.mask_decoder(query, x)
+            b, n, q = bias.shape[:3]
+            bias = max_pool_to(bias.flatten(1, 2), (hc, wc), self._pool_ratio()).view(b, n, q, hc * wc)
+            sls = bb.recognize(taps[-1], bias)
+            logits.append(scale * sls @ classifier.t().to(sls.dtype))
+            masks.append(mask)
+        return SANOutput(logits, masks, size)
+
+    def predict(self, raw: SANOutput, size=None) -> torch.Tensor:
+        """(B, K, H, W) log of the mask-weighted class scores of the final side block; the mask
+        logits are upsampled to the padded input and cropped before the sigmoid."""
+        h, w = raw.image_size
+        masks = raw.masks[-1]
+        padded = (h + (-h % self.backbone.size_divisor), w + (-w % self.backbone.size_divisor))
+        masks = F.interpolate(masks, size=padded, mode="bilinear", align_corners=False)[..., :h, :w]
+        probs = raw.logits[-1].softmax(-1)[..., :-1]
+        scores = torch.einsum("bqk,bqhw->bkhw", probs.to(masks.dtype), masks.sigmoid())
+        if size is not None and tuple(size) != (h, w):
+            scores = F.interpolate(scores, size=tuple(size), mode="bilinear", align_corners=False)
+        return scores.clamp(min=1e-8).log()
+
+    def loss(self, raw: SANOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Hungarian-matched mask-classification losses ('loss_ce', 'loss_mask', 'loss_dice' and
+        '_0' for the deep-supervision output), already weighted."""
+        h, w = raw.image_size
+        if labels.shape[-2:] != (h, w):
+            labels = F.interpolate(labels[:, None].float(), size=(h, w), mode="nearest")[:, 0].long()
+        labels = pad_to_multiple(labels, self.backbone.size_divisor, value=self.ignore_index)
+        targets = semantic_to_targets(labels, self.num_classes, self.ignore_index)
+        return self.criterion(list(zip(raw.logits, raw.masks)), targets)

@@ -1,0 +1,94 @@
+"""SAN variants: a frozen CLIP backbone + the SAN head (see heads/san.py for the structure).
+
+`build_san(variant, ...) -> (backbone, head)`; the registry entry / Segmentor wrapping is done by
+the caller. Without `clip` the CLIP is random (logit scale set to CLIP's trained 100) and the
+class embeddings are placeholders; without `classes`, `num_classes` placeholder names.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..errors import ConfigError
+from .backbones.clip import CLIP, clip_config
+from .backbones.clip_backbone import ClipBackbone
+from .heads.san import SANHead, validate_class_names
+from .heads.san_side import SideConfig
+
+SAN_VARIANTS = {
+    # CLIP config, taps (block counts: ln_pre, then the fusion blocks), CLIP input scale
+    "san-vit-b16": dict(clip="vit-b16", taps=(0, 3, 6, 9), clip_scale=0.5),
+    "san-vit-l14": dict(clip="vit-l14-336", taps=(0, 6, 12, 18), clip_scale=0.7),
+}
+
+
+def placeholder_names(num_classes: int) -> list[str]:
+    return [f"class {i}" for i in range(num_classes)]
+
+
+def _tokenizer(vocab, clip_path):
+    from ..text.tokenizer import ClipTokenizer
+
+    if vocab is not None:
+        return ClipTokenizer.from_path(vocab)
+    # a Hugging Face CLIP folder carries its vocabulary
+    if clip_path is not None and Path(clip_path).is_dir() and (Path(clip_path) / "merges.txt").is_file():
+        return ClipTokenizer.from_hf_folder(clip_path)
+    return None
+
+
+def build_san(variant: str = "san-vit-b16", classes: Sequence[str] | None = None,
+              clip: str | os.PathLike | CLIP | None = None, vocab: str | os.PathLike | None = None,
+              num_classes: int | None = None, side_width: int = 240, side_heads: int = 6,
+              side_depth: int = 8, num_queries: int = 100, clip_act: str | None = None,
+              clip_config_override=None, ignore_index: int = 255) -> tuple[ClipBackbone, SANHead]:
+    """Build SAN's (backbone, head).
+
+    classes   class names (the vocabulary); None: `num_classes` placeholders ("class 0", ...)
+    clip      CLIP weights (a path: OpenAI/open_clip/TorchScript/HF folder/SAN release) or a CLIP
+    vocab     CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz or an HF CLIP folder)
+    With CLIP weights and a vocabulary the class names are embedded with CLIP's text tower and
+    the 14 prompt templates; otherwise with placeholders (nothing can be recognised by name).
+    """
+    if variant not in SAN_VARIANTS:
+        raise ConfigError(f"unknown SAN variant {variant!r}; known: {', '.join(SAN_VARIANTS)}")
+    spec = SAN_VARIANTS[variant]
+    cfg = clip_config(clip_config_override or spec["clip"])
+    if clip_act is not None:
+        cfg = replace(cfg, act=clip_act)
+    pretrained = clip is not None
+    report = None
+    if isinstance(clip, CLIP):
+        model = clip
+    elif clip is not None:
+        from .weights_clip import load_clip
+
+        model, report = load_clip(clip, cfg, act=clip_act)
+    else:
+        model = CLIP(cfg)
+        if not model.logit_scale.is_meta:
+            with torch.no_grad():  # a trained CLIP's scale (100), which SAN's recipe relies on
+                model.logit_scale.fill_(math.log(100.0))
+    backbone = ClipBackbone(model, taps=spec["taps"], clip_scale=spec["clip_scale"])
+    if pretrained and not backbone.clip_pretrained.is_meta:
+        backbone.clip_pretrained.fill_(True)
+    backbone.clip_report = report
+
+    if classes is None:
+        names = placeholder_names(num_classes if num_classes is not None else 171)
+    else:
+        names = validate_class_names(classes)
+        if num_classes is not None and num_classes != len(names):
+            raise ConfigError(f"num_classes={num_classes} but {len(names)} class names were given")
+    side = SideConfig(width=side_width, heads=side_heads, depth=side_depth, num_queries=num_queries,
+                      deep_supervision=(side_depth - 1, side_depth))
+    tokenizer = _tokenizer(vocab, clip if not isinstance(clip, CLIP) else None)
+    head = SANHead(backbone, names, side, tokenizer=tokenizer, ignore_index=ignore_index)
+    if classes is not None and pretrained and tokenizer is not None:
+        head.set_classes(names)
+    return backbone, head
