@@ -87,7 +87,7 @@ def child(spec: dict) -> dict:
     cfg = TINY if spec["tiny"] else FULL
     bf16 = spec["precision"] == "bf16"
     if spec["side"] == "san":
-        from segadapter.modeling.san_family import build_san
+        from segadapter.modeling.models.san import build_san
 
         torch.manual_seed(0)
         if not spec["tiny"]:
@@ -120,7 +120,7 @@ def child(spec: dict) -> dict:
             img = lambda: model.get_image_features(pixel_values=pixels).pooler_output  # noqa: E731
             txt = lambda: model.get_text_features(input_ids=ids).pooler_output  # noqa: E731
         else:
-            from segadapter.modeling.weights_clip import load_clip
+            from segadapter.modeling.weights.clip import load_clip
 
             model, _ = load_clip(spec["folder"])
             model.eval()

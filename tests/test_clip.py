@@ -5,7 +5,7 @@ import torch
 
 from segadapter.errors import CheckpointError
 from segadapter.modeling.backbones.clip import CLIP, ClipConfig, ClipTextConfig, ClipVisionConfig
-from segadapter.modeling.weights_clip import infer_config, load_clip
+from segadapter.modeling.weights.clip import infer_config, load_clip
 
 transformers = pytest.importorskip("transformers")
 

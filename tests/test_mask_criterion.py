@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segadapter.modeling.losses_criterion import (MaskClassificationCriterion, importance_points,
+from segadapter.modeling.losses.mask_criterion import (MaskClassificationCriterion, importance_points,
                                                   semantic_to_targets)
-from segadapter.modeling.matcher import HungarianMatcher, point_sample
+from segadapter.modeling.losses.matcher import HungarianMatcher, point_sample
 
 
 def _pixel_centres(h, w):

@@ -12,7 +12,7 @@ from segadapter.modeling.backbones.clip import CLIP, ClipConfig, ClipTextConfig,
 from segadapter.modeling.backbones.clip_backbone import CLIP_MEAN, CLIP_STD, ClipBackbone, sls_attention_bias
 from segadapter.modeling.heads.san import SANHead
 from segadapter.modeling.heads.san_side import SideConfig
-from segadapter.modeling.san_family import build_san
+from segadapter.modeling.models.san import build_san
 from segadapter.text.prompts import embed_class_names
 from segadapter.text.tokenizer import ClipTokenizer
 
@@ -304,20 +304,20 @@ def _official_names(ours: dict) -> dict:
 
 
 def test_official_release_keys_convert():
-    from segadapter.modeling import weights_san
+    from segadapter.modeling.weights import san as weights_san
 
     bb, head = _tiny()
     model = torch.nn.ModuleDict({"backbone": bb, "decode_head": head})
     ours = {k: v for k, v in model.state_dict().items() if k not in ("backbone.clip_pretrained", "decode_head.class_embeddings")}
     official = _official_names(ours)
     official.update({"criterion.empty_weight": torch.ones(4), "pixel_mean": torch.zeros(3, 1, 1)})
-    assert weights_san.detect_layout(official) == "san"
-    converted, ignored = weights_san.convert(official, "san")
+    assert weights_san.CONVERTER.detect_layout(official) == "san"
+    converted, ignored = weights_san.CONVERTER.convert(official, "san")
     assert sorted(ignored) == ["criterion.empty_weight", "pixel_mean"]
     assert set(converted) == set(ours) | {"backbone.clip_pretrained"}
     for k, v in ours.items():
         assert torch.equal(converted[k], v), k
-    assert weights_san.optional_prefixes("san") == ("decode_head.class_embeddings",)
+    assert weights_san.CONVERTER.optional_prefixes("san") == ("decode_head.class_embeddings",)
 
 
 @pytest.mark.filterwarnings("ignore")

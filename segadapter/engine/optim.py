@@ -30,6 +30,7 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
     optimizer ignores extra keys, and they round-trip through its state_dict).
     """
     no_decay = _norm_param_ids(model)
+    exempt = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
     if cfg.layer_decay is not None and model.layer_id(next(n for n, _ in model.named_parameters())) is None:
         raise ConfigError("optim.layer_decay needs a backbone with layer ids (ConvNeXt); "
                           "set optim.layer_decay=null for this model")
@@ -41,7 +42,7 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
         if cfg.layer_decay is not None:
             lid, top = model.layer_id(name)
             mult *= cfg.layer_decay ** (top - lid)
-        decay = id(p) not in no_decay and not any(s in name for s in cfg.no_decay_names)
+        decay = id(p) not in no_decay and name not in exempt and not any(s in name for s in cfg.no_decay_names)
         key = (mult, decay)
         if key not in groups:
             groups[key] = {"params": [], "names": [], "lr_mult": mult, "lr": cfg.lr * mult,

@@ -8,21 +8,26 @@ from ..errors import ConfigError
 from ..utils.io import to_plain
 from . import hub
 from . import models as _families  # noqa: F401  (importing the family files registers every variant)
-from .registry import get_builder, list_models
+from .registry import get_builder, list_models, weight_options
 from .segmentor import Segmentor
 from .weights import apply_state_dict, load_pretrained
 
 __all__ = ["create_model", "from_pretrained", "list_models"]
 
 
-def create_model(name: str, num_classes: int = 150, pretrained: str | os.PathLike | None = None,
+def create_model(name: str, num_classes: int | None = None, pretrained: str | os.PathLike | None = None,
                  **options: Any) -> Segmentor:
     """Build a registered model (`segadapter.list_models()`).
+
+    `num_classes` defaults to the number of `classes` names for open-vocabulary models, else 150.
 
     `pretrained` is a local file or folder: a `save_pretrained` folder, or published weights in
     one of the layouts a backbone family's converter reads (encoder-only weights leave the
     adapters and head freshly initialised; the load report says which).
     """
+    if num_classes is None:
+        classes = options.get("classes")
+        num_classes = len(classes) if isinstance(classes, (list, tuple)) and classes else 150
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
     builder = get_builder(name)
@@ -40,7 +45,8 @@ def from_pretrained(path: str | os.PathLike, **overrides: Any) -> Segmentor:
     """Rebuild a model from a `save_pretrained` folder (or a training run folder) alone."""
     directory = hub.resolve_model_dir(path)
     config = hub.read_config(directory)
-    options = {**config.get("options", {}), **overrides}
+    saved = {k: v for k, v in config.get("options", {}).items() if k not in weight_options(config["name"])}
+    options = {**saved, **overrides}
     model = create_model(config["name"], num_classes=config["num_classes"], **options)
     apply_state_dict(model, hub.read_weights(directory / hub.WEIGHTS_NAME), source=str(directory / hub.WEIGHTS_NAME))
     extra = {k: v for k, v in config.items() if k not in ("format", "format_version", "name", "num_classes", "options")}

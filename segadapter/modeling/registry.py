@@ -9,15 +9,21 @@ from typing import Callable
 from ..errors import SegAdapterError
 
 _MODELS: dict[str, Callable] = {}
+_WEIGHT_OPTIONS: dict[str, tuple[str, ...]] = {}
 
 
-def register_model(name: str):
-    """Decorator: register `fn(num_classes, **options) -> nn.Module` under `name`."""
+def register_model(name: str, weight_options: tuple[str, ...] = ()):
+    """Decorator: register `fn(num_classes, **options) -> nn.Module` under `name`.
+
+    `weight_options` name options that only point at initial weights (a CLIP checkpoint): kept in
+    the saved config for the record, but not used again when a saved folder is rebuilt, since the
+    folder's own weights replace them."""
 
     def wrap(fn: Callable) -> Callable:
         if name in _MODELS:
             raise ValueError(f"model {name!r} registered twice")
         _MODELS[name] = fn
+        _WEIGHT_OPTIONS[name] = tuple(weight_options)
         return fn
 
     return wrap
@@ -37,3 +43,6 @@ def get_builder(name: str) -> Callable:
         raise SegAdapterError(f"unknown model {name!r}; known models: {', '.join(sorted(close))}")
     return _MODELS[name]
 
+
+def weight_options(name: str) -> tuple[str, ...]:
+    return _WEIGHT_OPTIONS.get(name, ())

@@ -23,12 +23,37 @@ class Segmentor(nn.Module):
         self.backbone = backbone
         self.adapters = adapters
         self.decode_head = decode_head
-        self.num_classes = num_classes
+        if decode_head.num_classes != num_classes:
+            raise ValueError(f"the decode head predicts {decode_head.num_classes} classes, not {num_classes}")
         self.config: dict[str, Any] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return self.decode_head.num_classes  # an open-vocabulary head's follows its class names
 
     @property
     def output_stride(self) -> int:
         return self.decode_head.output_stride
+
+    @property
+    def open_vocabulary(self) -> bool:
+        """Whether the classes are names the model can be given at inference (`set_classes`)."""
+        return hasattr(self.decode_head, "set_classes")
+
+    def set_classes(self, names) -> None:
+        """Replace the vocabulary of an open-vocabulary model; the config follows (and so every
+        folder it is saved to)."""
+        from ..errors import ConfigError
+
+        if not self.open_vocabulary:
+            raise ConfigError(f"{self.config.get('name', 'this model')} has a fixed set of "
+                              f"{self.num_classes} classes; only open-vocabulary models (san-*) take class names")
+        self.decode_head.set_classes(list(names))
+        self.config["num_classes"] = self.num_classes
+        self.config["classes"] = list(names)
+        if "classes" in self.config.get("options", {}):
+            self.config["options"]["classes"] = list(names)
+        self.config.pop("palette", None)  # a dataset's palette does not fit other classes
 
     def extract_features(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Stage maps for the head, and the adapters' side outputs (empty without adapters).
@@ -48,9 +73,11 @@ class Segmentor(nn.Module):
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None):
         feats, sides = self.extract_features(images)
         raw = self.decode_head(feats)
+        # heads at stride 1 (mask classification) predict at the input's own size
+        size = images.shape[-2:] if self.output_stride == 1 else None
         if labels is None and not self.training:
-            return self.decode_head.predict(raw)
-        out: dict[str, torch.Tensor] = {"logits": self.decode_head.predict(raw)}
+            return self.decode_head.predict(raw, size)
+        out: dict[str, torch.Tensor] = {"logits": self.decode_head.predict(raw, size)}
         if sides:
             out["coarse"] = self.adapters.coarse_map(sides)
         if labels is not None:
@@ -75,6 +102,16 @@ class Segmentor(nn.Module):
         top = self.backbone.num_layer_ids
         group, _, rest = name.partition(".")
         return (self.backbone.layer_id(rest) if group == "backbone" else top), top
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names the backbone and head exempt from weight decay (position embeddings,
+        queries, tokens), as full model names."""
+        names = set()
+        for prefix in ("backbone", "decode_head"):
+            module = getattr(self, prefix)
+            if hasattr(module, "no_weight_decay"):
+                names |= {f"{prefix}.{n}" for n in module.no_weight_decay()}
+        return names
 
     def save_pretrained(self, directory, **extra: Any) -> None:
         """Write `config.json` + `model.safetensors` (see `segadapter.from_pretrained`)."""

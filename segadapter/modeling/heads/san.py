@@ -35,7 +35,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..backbones.clip_backbone import ClipBackbone, pad_to_multiple
-from ..losses_criterion import MaskClassificationCriterion, semantic_to_targets
+from ..losses.mask_criterion import MaskClassificationCriterion, semantic_to_targets
 from .san_side import MaskDecoder, SideConfig, SideViT, tokens_to_map
 
 MAX_NAME_CHARS = 200

@@ -7,6 +7,8 @@ import json
 import os
 import pickle
 import re
+import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -65,6 +67,13 @@ def _read_file(path: Path):
             return load_file(str(path))
         except Exception as e:  # safetensors raises several types for corrupt files
             raise CheckpointError(f"{path}: cannot read safetensors weights ({e})") from None
+    if _is_torchscript(path):  # OpenAI's CLIP releases: a TorchScript archive, read by torch.jit only
+        try:
+            with warnings.catch_warnings():  # torch.jit.load is deprecated but the only reader of these
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+        except Exception as e:  # a damaged archive
+            raise CheckpointError(f"{path}: cannot read TorchScript archive ({type(e).__name__}: {e})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -79,6 +88,15 @@ def _read_file(path: Path):
         ) from None
     except Exception as e:  # truncated zip, ...
         raise CheckpointError(f"{path}: cannot read weights ({type(e).__name__}: {e})") from None
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A zip archive with TorchScript code (`*/code/` or `*/constants.pkl`) rather than a plain
+    torch.save pickle."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
 
 
 def _flatten(obj, path: Path) -> dict[str, torch.Tensor]:

@@ -14,11 +14,13 @@ from typing import Sequence
 
 import torch
 
-from ..errors import ConfigError
-from .backbones.clip import CLIP, clip_config
-from .backbones.clip_backbone import ClipBackbone
-from .heads.san import SANHead, validate_class_names
-from .heads.san_side import SideConfig
+from ...errors import ConfigError
+from ..backbones.clip import CLIP, clip_config
+from ..backbones.clip_backbone import ClipBackbone
+from ..heads.san import SANHead, validate_class_names
+from ..heads.san_side import SideConfig
+from ..registry import register_model
+from ..segmentor import Segmentor
 
 SAN_VARIANTS = {
     # CLIP config, taps (block counts: ln_pre, then the fusion blocks), CLIP input scale
@@ -32,7 +34,7 @@ def placeholder_names(num_classes: int) -> list[str]:
 
 
 def _tokenizer(vocab, clip_path):
-    from ..text.tokenizer import ClipTokenizer
+    from ...text.tokenizer import ClipTokenizer
 
     if vocab is not None:
         return ClipTokenizer.from_path(vocab)
@@ -66,7 +68,7 @@ def build_san(variant: str = "san-vit-b16", classes: Sequence[str] | None = None
     if isinstance(clip, CLIP):
         model = clip
     elif clip is not None:
-        from .weights_clip import load_clip
+        from ..weights.clip import load_clip
 
         model, report = load_clip(clip, cfg, act=clip_act)
     else:
@@ -92,3 +94,13 @@ def build_san(variant: str = "san-vit-b16", classes: Sequence[str] | None = None
     if classes is not None and pretrained and tokenizer is not None:
         head.set_classes(names)
     return backbone, head
+
+
+def _register() -> None:
+    # `clip` only says where the initial CLIP weights come from: a saved SAN folder carries them
+    for name in SAN_VARIANTS:
+        register_model(name, weight_options=("clip",))(
+            lambda num_classes, _n=name, **kw: Segmentor(*build_san(_n, num_classes=num_classes, **kw), num_classes))
+
+
+_register()

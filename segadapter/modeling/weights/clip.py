@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
-from .backbones.clip import CLIP, ClipConfig, ClipTextConfig, ClipVisionConfig, clip_config
-from .pretrained import read_checkpoint
+from ...errors import CheckpointError
+from ..backbones.clip import CLIP, ClipConfig, ClipTextConfig, ClipVisionConfig, clip_config
+from .io import read_checkpoint
 
 # tensors that are not weights: TorchScript attributes, cached masks and position ids
 _NOT_WEIGHTS = re.compile(r"(^|\.)(input_resolution|context_length|vocab_size|attn_mask|position_ids)$")
@@ -62,23 +62,8 @@ class ClipLoadReport:
 # Reading
 
 
-def _is_torchscript(path: Path) -> bool:
-    if not path.is_file() or not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
-
-
 def read_clip_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The flat tensor dict of a CLIP weights file, TorchScript archive or HF folder."""
-    path = Path(path)
-    if _is_torchscript(path):
-        try:
-            with warnings.catch_warnings():  # torch.jit.load is deprecated but the only reader of these archives
-                warnings.simplefilter("ignore", DeprecationWarning)
-                return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
-        except Exception as e:  # a damaged archive
-            raise CheckpointError(f"{path}: cannot read TorchScript archive ({type(e).__name__}: {e})") from None
     return read_checkpoint(path)
 
 

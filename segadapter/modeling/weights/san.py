@@ -3,15 +3,14 @@ full-model keys (`backbone.clip.*`, `decode_head.*`), in the converter shape of 
 families (handles / detect_layout / convert / optional_prefixes).
 
 Layouts:
-  openai, huggingface   a plain CLIP (see weights_clip.py): loads `backbone.clip.*`; the SAN head
+  openai, huggingface   a plain CLIP (see weights/clip.py): loads `backbone.clip.*`; the SAN head
                         stays freshly initialised
   san                   the official release (detectron2 `{'model': ...}`): CLIP as in
-                        weights_clip.py, `side_adapter_network.vit_model.*` (timm ViT names),
+                        weights/clip.py, `side_adapter_network.vit_model.*` (timm ViT names),
                         `side_adapter_network.{query_embed, query_pos_embed, fusion_layers.layer_i.
                         input_proj.{0: LayerNorm, 1: conv}, mask_decoder.*}`, `ov_classifier.bg_embed`
 In every layout `decode_head.class_embeddings` comes from the class names, not the file, and
 `backbone.clip_pretrained` is set (the CLIP text tower is now trained).
-TorchScript archives are read with `weights_clip.read_clip_state`, not `read_checkpoint`.
 """
 from __future__ import annotations
 
@@ -19,20 +18,13 @@ import re
 
 import torch
 
-from . import weights_clip
-from .backbones.clip_backbone import ClipBackbone
+from ..backbones.clip_backbone import ClipBackbone
+from . import clip as weights_clip
+from .converters import WeightConverter, register_converter
 
 FAMILY = "CLIP (SAN)"
 LAYOUTS = dict(weights_clip.LAYOUTS)
 _DROP_SAN = re.compile(r"^(criterion\.|pixel_mean$|pixel_std$)")
-
-
-def handles(backbone) -> bool:
-    return isinstance(backbone, ClipBackbone)
-
-
-def detect_layout(state: dict) -> str | None:
-    return weights_clip.detect_layout(state)
 
 
 def _san_key(k: str) -> str | None:
@@ -73,3 +65,21 @@ def optional_prefixes(layout: str) -> tuple[str, ...]:
     if layout == "san":
         return ("decode_head.class_embeddings",)
     return ("decode_head.",)  # a plain CLIP: the whole SAN head starts fresh
+
+
+class SANConverter(WeightConverter):
+    family = FAMILY
+    layouts = LAYOUTS
+    backbone_type = ClipBackbone
+
+    def detect_layout(self, state):
+        return weights_clip.detect_layout(state)
+
+    def convert(self, state, layout):
+        return convert(state, layout)
+
+    def optional_prefixes(self, layout):
+        return optional_prefixes(layout)
+
+
+CONVERTER = register_converter(SANConverter())
