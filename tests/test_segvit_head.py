@@ -192,7 +192,8 @@ def test_segvit_vit_b_parameters():
 
 
 @pytest.mark.parametrize("variant,shrunk,size,gflops", [("b", False, 512, 120.9), ("l", False, 640, 637.9),
-                                                        ("l", True, 640, 373.5)])
+                                                        ("l", True, 640, 373.5),
+                                                        ("b", True, 512, 97.1)])  # paper, Table 8
 def test_segvit_gflops(variant, shrunk, size, gflops):
     m = _meta_model(variant, shrunk)
     with torch.no_grad(), MacCounter() as counter:
@@ -207,3 +208,18 @@ def test_final_class_query_einsum_is_counted():
     with MacCounter() as counter:
         head.predict(raw, (512, 512))
     assert counter.total == 150 * 150 * 512 * 512
+
+
+def test_onnx_export_with_dynamic_sizes(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from segadapter.export import check_onnx, export_onnx
+
+    torch.manual_seed(0)
+    for shrunk in (False, True):
+        backbone = ViT(ViTSpec(32, 4, 2), img_size=64, out_indices=(1, 3), shrink_index=2 if shrunk else None)
+        head = (ShrunkATMHead(backbone.out_channels, K, embed_dim=16, num_heads=2, query_grid=4) if shrunk
+                else ATMHead(backbone.out_channels, K, embed_dim=16, num_heads=2))
+        model = SegViT(backbone, head).eval()
+        path = export_onnx(model, tmp_path / f"segvit_{shrunk}.onnx", sample_size=(64, 64))
+        for size in ((64, 64), (72, 100)):  # another grid (resampled embeddings, padding)
+            assert check_onnx(model, path, torch.randn(1, 3, *size)) < 1e-4

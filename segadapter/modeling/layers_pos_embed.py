@@ -22,8 +22,8 @@ def resample_abs_pos_embed(pos_embed: torch.Tensor, new_size: tuple[int, int],
         old_size = (side, side)
     if old_size[0] * old_size[1] != n:
         raise ValueError(f"position embedding has {n} grid tokens, not {old_size[0]}x{old_size[1]}")
-    new_size = (int(new_size[0]), int(new_size[1]))
-    if tuple(old_size) == new_size:
+    new_size = (new_size[0], new_size[1])  # no int(): traced sizes stay dynamic in an ONNX export
+    if tuple(old_size) == tuple(int(s) for s in new_size) and not torch.jit.is_tracing():
         return pos_embed
     c = grid.shape[-1]
     grid = grid.reshape(1, old_size[0], old_size[1], c).permute(0, 3, 1, 2)

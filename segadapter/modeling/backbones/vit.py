@@ -138,7 +138,7 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.patch_size
         pad_h, pad_w = -x.shape[-2] % p, -x.shape[-1] % p
-        if pad_h or pad_w:  # mmseg "corner" padding: bottom/right, zeros
+        if pad_h or pad_w or torch.jit.is_tracing():  # mmseg "corner" padding: bottom/right, zeros
             x = F.pad(x, (0, pad_w, 0, pad_h))
         return self.proj(x)
 
