@@ -223,3 +223,28 @@ def test_onnx_export_with_dynamic_sizes(tmp_path):
         path = export_onnx(model, tmp_path / f"segvit_{shrunk}.onnx", sample_size=(64, 64))
         for size in ((64, 64), (72, 100)):  # another grid (resampled embeddings, padding)
             assert check_onnx(model, path, torch.randn(1, 3, *size)) < 1e-4
+
+
+@pytest.mark.parametrize("variant,shrunk,taps,strides", [
+    ("t", False, (5, 7, 11), (16, 16, 16)), ("s", False, (5, 7, 11), (16, 16, 16)),
+    ("b", False, (5, 7, 11), (16, 16, 16)), ("l", False, (7, 15, 23), (16, 16, 16)),
+    ("b", True, (5, 11), (16, 32)), ("l", True, (7, 23), (16, 32))])
+def test_builders(variant, shrunk, taps, strides):
+    with torch.device("meta"):
+        backbone, head = build_segvit(variant, 150, shrunk=shrunk)
+    assert backbone.out_indices == taps and backbone.out_strides == strides
+    assert isinstance(head, ShrunkATMHead if shrunk else ATMHead) and head.output_stride == 16
+    if shrunk:
+        assert backbone.shrink_index == (8 if variant == "l" else 6)
+        assert head.grid_queries.weight.shape[0] == (40 * 40 if variant == "l" else 32 * 32)
+
+
+def test_builder_errors():
+    from segadapter.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Shrunk"):
+        build_segvit("b", 150, shrink_index=4)
+    with pytest.raises(ConfigError, match="unknown"):
+        build_segvit("h", 150)
+    with pytest.raises(ConfigError, match="before the QD"):
+        build_segvit("t", 150, shrunk=True, out_indices=(7, 11))

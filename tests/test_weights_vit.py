@@ -325,3 +325,13 @@ def test_wrong_class_count_is_explained():
     state["decode_head.class_embed.weight"] = torch.zeros(11, D)
     with pytest.raises(CheckpointError, match="10 classes"):
         weights_vit.fit(dict(state), model)
+
+
+def test_shrunk_query_grid_resampled_with_note():
+    head = ShrunkATMHead((C, C), K, embed_dim=D, num_heads=NH, query_grid=3)
+    model = Holder(ViT(ViTSpec(C, 2, HEADS), img_size=48, out_indices=(0, 1), shrink_index=1), head, K)
+    state = dict(model.state_dict())
+    state["decode_head.grid_queries.weight"] = torch.randn(4, D)  # a 2 x 2 grid from another crop
+    _, notes = weights_vit.fit(state, model)
+    assert notes == ["QU query grid resampled (bicubic) from 2x2 to 3x3"]
+    assert state["decode_head.grid_queries.weight"].shape == (9, D)

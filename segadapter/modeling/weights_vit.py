@@ -14,8 +14,8 @@ Classification heads, final norms and poolers are dropped (SegViT's ViT has no f
 
 After `convert`, `fit(state, model)` adapts the position embedding to the model: it drops the class
 token (and its position entry) when the model does not keep it, resamples the grid bicubically
-(224 / 384 weights -> the model's crop), and drops blocks beyond the model's depth; it returns
-notes for the load report.
+(224 / 384 weights -> the model's crop), drops blocks beyond the model's depth and resamples a
+Shrunk head's QU query grid; it returns (removed keys, notes for the load report).
 """
 from __future__ import annotations
 
@@ -184,9 +184,8 @@ def convert(state: dict[str, torch.Tensor], layout: str) -> tuple[dict[str, torc
     Unknown keys are kept under their own name so that the strict load names them."""
     if layout == "segadapter":
         return dict(state), []
-    anchor, prefixes = LAYOUTS["huggingface5" if layout == "huggingface" and
-                               find_prefix(state, *LAYOUTS["huggingface"]) is None else layout]
-    prefix = find_prefix(state, anchor, prefixes)
+    names = ("huggingface", "huggingface5") if layout == "huggingface" else (layout,)  # HF: either naming
+    prefix = next(p for n in names if (p := find_prefix(state, *LAYOUTS[n])) is not None)
     backbone_fn = _BACKBONE_FNS[layout]
     shrunk = any(k.startswith("decode_head.atm.") for k in state)
     out: dict[str, torch.Tensor] = {}
@@ -263,6 +262,13 @@ def fit(state: dict[str, torch.Tensor], model) -> tuple[list[str], list[str]]:
             del state[k]
             removed.append(k)
         notes.append(f"blocks {extra[0]}-{extra[-1]} of the checkpoint not used (the model has {depth})")
+    grid_q = state.get("decode_head.grid_queries.weight")
+    head = getattr(model, "decode_head", None)
+    if grid_q is not None and getattr(head, "query_grid", None) is not None:
+        side, want = math.isqrt(grid_q.shape[0]), head.query_grid
+        if side * side == grid_q.shape[0] and side != want:  # Shrunk QU queries of another crop size
+            state["decode_head.grid_queries.weight"] = resample_abs_pos_embed(grid_q[None], (want, want), (side, side))[0]
+            notes.append(f"QU query grid resampled (bicubic) from {side}x{side} to {want}x{want}")
     w = state.get("decode_head.class_embed.weight")
     k = getattr(model, "num_classes", None)
     if w is not None and k is not None and w.shape[0] != k + 1:
