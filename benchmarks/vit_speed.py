@@ -94,7 +94,8 @@ def _labels(cfg: dict, all_classes: bool):
     b, s, k = cfg["batch"], cfg["size"], cfg["classes"]
     if all_classes:
         return torch.randint(0, k, (b, s, s), generator=g)
-    cells = torch.stack([torch.randperm(k, generator=g)[:min(20, k)][torch.randint(0, min(20, k), (16, 16), generator=g)]
+    n = min(20, k)
+    cells = torch.stack([torch.randperm(k, generator=g)[:n][torch.randint(0, n, (16, 16), generator=g)]
                          for _ in range(b)])
     return torch.nn.functional.interpolate(cells[:, None].float(), size=(s, s), mode="nearest")[:, 0].long()
 

@@ -62,7 +62,8 @@ def hf_params(hf):
                            ln1=(g("layernorm_before.weight"), g("layernorm_before.bias")),
                            ln2=(g("layernorm_after.weight"), g("layernorm_after.bias")),
                            fc1=(g("mlp.fc1.weight"), g("mlp.fc1.bias")), fc2=(g("mlp.fc2.weight"), g("mlp.fc2.bias"))))
-    return dict(patch=(s["embeddings.patch_embeddings.projection.weight"], s["embeddings.patch_embeddings.projection.bias"]),
+    patch = "embeddings.patch_embeddings.projection."
+    return dict(patch=(s[patch + "weight"], s[patch + "bias"]),
                 cls=s["embeddings.cls_token"], pos=s["embeddings.position_embeddings"], blocks=blocks)
 
 
@@ -73,7 +74,8 @@ def timm_state(p):
     for i, b in enumerate(p["blocks"]):
         s[f"blocks.{i}.attn.qkv.weight"] = torch.cat([b["q"][0], b["k"][0], b["v"][0]])
         s[f"blocks.{i}.attn.qkv.bias"] = torch.cat([b["q"][1], b["k"][1], b["v"][1]])
-        for ours, ref in (("norm1", "ln1"), ("norm2", "ln2"), ("attn.proj", "o"), ("mlp.fc1", "fc1"), ("mlp.fc2", "fc2")):
+        for ours, ref in (("norm1", "ln1"), ("norm2", "ln2"), ("attn.proj", "o"), ("mlp.fc1", "fc1"),
+                          ("mlp.fc2", "fc2")):
             s[f"blocks.{i}.{ours}.weight"], s[f"blocks.{i}.{ours}.bias"] = b[ref]
     return s
 

@@ -90,7 +90,7 @@ def _mmseg(k: str, v):
 
 
 def _timm(k: str, v):
-    if k in ("cls_token", "pos_embed") or _TIMM_BLOCK.fullmatch(k) or re.fullmatch(r"patch_embed\.proj\.(weight|bias)", k):
+    if k in ("cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias") or _TIMM_BLOCK.fullmatch(k):
         return k, v
     return DROP if k.startswith(("norm.", "fc_norm.", "head.", "pre_logits.")) else None
 
@@ -255,19 +255,21 @@ def fit(state: dict[str, torch.Tensor], model) -> tuple[list[str], list[str]]:
                          f"to {gh}x{gw} ({gh * p}x{gw * p} px)")
         state[pos_key] = pos
     depth = len(backbone.blocks)
-    extra = sorted({int(m[1]) for k in state if (m := re.match(re.escape(prefix) + r"blocks\.(\d+)\.", k))
-                    and int(m[1]) >= depth})
-    if extra:
-        for k in [k for k in state if (m := re.match(re.escape(prefix) + r"blocks\.(\d+)\.", k)) and int(m[1]) >= depth]:
+    block = re.compile(re.escape(prefix) + r"blocks\.(\d+)\.")
+    deeper = [k for k in state if (m := block.match(k)) and int(m[1]) >= depth]
+    if deeper:
+        extra = sorted({int(block.match(k)[1]) for k in deeper})
+        for k in deeper:
             del state[k]
-            removed.append(k)
+        removed += deeper
         notes.append(f"blocks {extra[0]}-{extra[-1]} of the checkpoint not used (the model has {depth})")
     grid_q = state.get("decode_head.grid_queries.weight")
     head = getattr(model, "decode_head", None)
     if grid_q is not None and getattr(head, "query_grid", None) is not None:
         side, want = math.isqrt(grid_q.shape[0]), head.query_grid
         if side * side == grid_q.shape[0] and side != want:  # Shrunk QU queries of another crop size
-            state["decode_head.grid_queries.weight"] = resample_abs_pos_embed(grid_q[None], (want, want), (side, side))[0]
+            grid_q = resample_abs_pos_embed(grid_q[None], (want, want), (side, side))[0]
+            state["decode_head.grid_queries.weight"] = grid_q
             notes.append(f"QU query grid resampled (bicubic) from {side}x{side} to {want}x{want}")
     w = state.get("decode_head.class_embed.weight")
     k = getattr(model, "num_classes", None)
