@@ -1,0 +1,316 @@
+"""ViT (and SegViT head) weights in published layouts -> segadapter key names.
+
+Layouts, told apart by a tell-tale key:
+  segadapter   our own names in a loose file (`backbone.blocks.{i}.attn.qkv`, our decode head)
+  segvit       the official SegViT release: mmseg ViT + `decode_head.input_proj_{i}`, `proj_norm_{i}`,
+               `decoder_{i}.layers.{j}...`, `q`, `class_embed` (Shrunk: QU `decoder_{i}` + `atm.*`)
+  mmseg        OpenMMLab ViT (`patch_embed.projection`, `layers.{i}.ln1/ln2`, fused
+               `attn.attn.in_proj_weight`, `attn.attn.out_proj`, `ffn.layers.0.0`/`ffn.layers.1`)
+  timm         timm / jx `.pth`/`.safetensors` (`patch_embed.proj`, `blocks.{i}.norm1/attn.qkv/...`)
+  huggingface  transformers ViT (`embeddings.*`, `encoder.layer.{i}.attention.attention.query` ...;
+               also the renamed modules of a transformers-5 `state_dict()`), with or without `vit.`
+  jax          Google AugReg / vit_jax `.npz` (`Transformer/encoderblock_{i}/...`, read by `read_npz`)
+Classification heads, final norms and poolers are dropped (SegViT's ViT has no final norm).
+
+After `convert`, `fit(state, model)` adapts the position embedding to the model: it drops the class
+token (and its position entry) when the model does not keep it, resamples the grid bicubically
+(224 / 384 weights -> the model's crop), drops blocks beyond the model's depth and resamples a
+Shrunk head's QU query grid; it returns (removed keys, notes for the load report).
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError
+from .backbones.vit import VIT_SPECS, ViT
+from .layers_pos_embed import resample_abs_pos_embed
+from .pretrained import DROP, find_prefix
+
+FAMILY = "ViT"
+_JAX_Q = "Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel"
+LAYOUTS = {
+    "segadapter": ("blocks.0.attn.qkv.weight", ("backbone.",)),
+    "segvit": ("layers.0.attn.attn.in_proj_weight", ("backbone.",)),
+    "mmseg": ("layers.0.attn.attn.in_proj_weight", ("backbone.", "")),
+    "timm": ("blocks.0.attn.qkv.weight", ("backbone.", "module.", "model.", "encoder.", "")),
+    "huggingface": ("encoder.layer.0.attention.attention.query.weight", ("vit.", "")),
+    "huggingface5": ("layers.0.attention.q_proj.weight", ("vit.", "")),
+    "jax": (_JAX_Q, ("", "opt/target/", "params/")),
+}
+_OUR_HEAD = ("decode_head.decoders.", "decode_head.atm_layers.", "decode_head.queries.")
+_QKV = "#qkv"  # suffix of a q/k/v part waiting to be fused: f"{key}{_QKV}{index}"
+
+
+def handles(backbone) -> bool:
+    return isinstance(backbone, ViT)
+
+
+def detect_layout(state: dict) -> str | None:
+    if "backbone.blocks.0.attn.qkv.weight" in state and (
+            not any(k.startswith("decode_head.") for k in state) or any(k.startswith(_OUR_HEAD) for k in state)):
+        return "segadapter"
+    if find_prefix(state, *LAYOUTS["mmseg"]) is not None:
+        return "segvit" if "decode_head.class_embed.weight" in state or "decode_head.atm.class_embed.weight" \
+            in state else "mmseg"
+    for name in ("timm", "huggingface", "huggingface5", "jax"):
+        if find_prefix(state, *LAYOUTS[name]) is not None:
+            return "huggingface" if name == "huggingface5" else name
+    return None
+
+
+def optional_prefixes(layout: str) -> tuple[str, ...]:
+    return ()
+
+
+# --------------------------------------------------------------------------------------- backbone
+_MM_BLOCK = {"ln1": "norm1", "ln2": "norm2", "attn.attn.out_proj": "attn.proj",
+             "ffn.layers.0.0": "mlp.fc1", "ffn.layers.1": "mlp.fc2"}
+_HF_BLOCK = {"layernorm_before": "norm1", "layernorm_after": "norm2", "attention.output.dense": "attn.proj",
+             "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2",
+             "attention.o_proj": "attn.proj", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
+_HF_QKV = {"attention.attention.query": 0, "attention.attention.key": 1, "attention.attention.value": 2,
+           "attention.q_proj": 0, "attention.k_proj": 1, "attention.v_proj": 2}
+_TIMM_BLOCK = re.compile(r"blocks\.\d+\.(norm1|norm2|attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)\.(weight|bias)")
+
+
+def _mmseg(k: str, v):
+    if k in ("cls_token", "pos_embed"):
+        return k, v
+    if m := re.fullmatch(r"patch_embed\.projection\.(weight|bias)", k):
+        return f"patch_embed.proj.{m[1]}", v
+    if m := re.fullmatch(r"layers\.(\d+)\.attn\.attn\.in_proj_(weight|bias)", k):  # q, k, v fused as ours
+        return f"blocks.{m[1]}.attn.qkv.{m[2]}", v
+    if (m := re.fullmatch(r"layers\.(\d+)\.(.+)\.(weight|bias)", k)) and m[2] in _MM_BLOCK:
+        return f"blocks.{m[1]}.{_MM_BLOCK[m[2]]}.{m[3]}", v
+    return DROP if k.startswith(("ln1.", "norm.", "head.", "fc_norm.")) else None  # final norm, classifier
+
+
+def _timm(k: str, v):
+    if k in ("cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias") or _TIMM_BLOCK.fullmatch(k):
+        return k, v
+    return DROP if k.startswith(("norm.", "fc_norm.", "head.", "pre_logits.")) else None
+
+
+def _hf(k: str, v):
+    if k == "embeddings.cls_token":
+        return "cls_token", v
+    if k == "embeddings.position_embeddings":
+        return "pos_embed", v
+    if m := re.fullmatch(r"embeddings\.patch_embeddings\.projection\.(weight|bias)", k):
+        return f"patch_embed.proj.{m[1]}", v
+    if m := re.fullmatch(r"(?:encoder\.layer|layers)\.(\d+)\.(.+)\.(weight|bias)", k):
+        if m[2] in _HF_QKV:
+            return f"blocks.{m[1]}.attn.qkv.{m[3]}{_QKV}{_HF_QKV[m[2]]}", v
+        if m[2] in _HF_BLOCK:
+            return f"blocks.{m[1]}.{_HF_BLOCK[m[2]]}.{m[3]}", v
+    return DROP if k.startswith(("layernorm.", "pooler.", "classifier.", "embeddings.mask_token")) else None
+
+
+def _jax(k: str, v: torch.Tensor):
+    """vit_jax / AugReg names; kernels are (in, out) (conv: HWIO; attention: (C, heads, hd) and
+    (heads, hd, C)), torch wants (out, in)."""
+    if k == "embedding/kernel":
+        return "patch_embed.proj.weight", v.permute(3, 2, 0, 1)
+    if k == "embedding/bias":
+        return "patch_embed.proj.bias", v
+    if k == "cls":
+        return "cls_token", v
+    if k in ("Transformer/posembed_input/pos_embedding", "pos_embedding"):
+        return "pos_embed", v
+    if m := re.fullmatch(r"Transformer/encoderblock_(\d+)/(.+)/(kernel|bias|scale)", k):
+        i, mod, p = m[1], m[2], m[3]
+        if n := re.fullmatch(r"LayerNorm_(\d)", mod):  # LayerNorm_0 before attention, the other before MLP
+            return f"blocks.{i}.norm{1 if n[1] == '0' else 2}.{'weight' if p == 'scale' else 'bias'}", v
+        if n := re.fullmatch(r"MlpBlock_\d/Dense_([01])", mod):
+            return f"blocks.{i}.mlp.fc{int(n[1]) + 1}.{'weight' if p == 'kernel' else 'bias'}", \
+                v.t() if p == "kernel" else v
+        if n := re.fullmatch(r"MultiHeadDotProductAttention_\d/(query|key|value|out)", mod):
+            if n[1] == "out":  # kernel (heads, hd, C) -> (C, heads*hd)
+                return (f"blocks.{i}.attn.proj.weight", v.reshape(-1, v.shape[-1]).t()) if p == "kernel" \
+                    else (f"blocks.{i}.attn.proj.bias", v)
+            part = ("query", "key", "value").index(n[1])
+            if p == "kernel":  # (C, heads, hd) -> (heads*hd, C)
+                return f"blocks.{i}.attn.qkv.weight{_QKV}{part}", v.reshape(v.shape[0], -1).t()
+            return f"blocks.{i}.attn.qkv.bias{_QKV}{part}", v.reshape(-1)
+    return DROP if k.startswith(("Transformer/encoder_norm/", "head/", "pre_logits/")) else None
+
+
+# ------------------------------------------------------------------------------------------ heads
+_DEC_LAYER = {"self_attn.out_proj": "self_attn.proj", "linear1": "fc1", "linear2": "fc2",
+              "norm1": "norm1", "norm2": "norm2", "norm3": "norm3", "multihead_attn.q": "cross_attn.q",
+              "multihead_attn.k": "cross_attn.k", "multihead_attn.v": "cross_attn.v",
+              "multihead_attn.proj": "cross_attn.proj", "multihead_attn.out_proj": "cross_attn.proj"}
+
+
+def _decoder_layer(prefix: str, rest: str, v):
+    """One official decoder layer parameter (torch TransformerDecoderLayer names) -> ours."""
+    if m := re.fullmatch(r"self_attn\.in_proj_(weight|bias)", rest):
+        return f"{prefix}self_attn.qkv.{m[1]}", v
+    if m := re.fullmatch(r"multihead_attn\.in_proj_(weight|bias)", rest):  # standard decoder: fused q/k/v
+        return [(f"{prefix}cross_attn.{n}.{m[1]}", t) for n, t in zip("qkv", v.chunk(3))]
+    mod, _, p = rest.rpartition(".")
+    return (f"{prefix}{_DEC_LAYER[mod]}.{p}", v) if mod in _DEC_LAYER else None
+
+
+def _segvit_head(k: str, v, shrunk: bool):
+    if k.startswith(("loss_decode.", "atm.loss_decode.")) or k.endswith("empty_weight"):
+        return DROP  # the criterion's class-weight buffer
+    if m := re.fullmatch(r"(input_proj|proj_norm)_(\d+)\.(weight|bias)", k):
+        return f"{m[1]}.{int(m[2]) - 1}.{m[3]}", v
+    if not shrunk:
+        if m := re.fullmatch(r"decoder_(\d+)\.layers\.(\d+)\.(.+)", k):
+            return _decoder_layer(f"decoders.{int(m[1]) - 1}.{m[2]}.", m[3], v)
+        return {"q.weight": ("queries.weight", v), "class_embed.weight": ("class_embed.weight", v),
+                "class_embed.bias": ("class_embed.bias", v)}.get(k)
+    if m := re.fullmatch(r"decoder_(\d+)\.layers\.(\d+)\.(.+)", k):
+        return _decoder_layer(f"qu_decoders.{int(m[1]) - 1}.{m[2]}.", m[3], v)
+    if m := re.fullmatch(r"atm\.decoder_1\.layers\.(\d+)\.(.+)", k):
+        return _decoder_layer(f"atm_layers.{m[1]}.", m[2], v)
+    return {"q.weight": ("grid_queries.weight", v), "atm.q.weight": ("queries.weight", v),
+            "atm.class_embed.weight": ("class_embed.weight", v),
+            "atm.class_embed.bias": ("class_embed.bias", v)}.get(k)
+
+
+# ----------------------------------------------------------------------------------------- convert
+_BACKBONE_FNS = {"segvit": _mmseg, "mmseg": _mmseg, "timm": _timm, "huggingface": _hf, "jax": _jax}
+
+
+def convert(state: dict[str, torch.Tensor], layout: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Rename (and reshape) `state` in `layout` to our keys; returns (state, deliberately dropped keys).
+    Unknown keys are kept under their own name so that the strict load names them."""
+    if layout == "segadapter":
+        return dict(state), []
+    names = ("huggingface", "huggingface5") if layout == "huggingface" else (layout,)  # HF: either naming
+    prefix = next(p for n in names if (p := find_prefix(state, *LAYOUTS[n])) is not None)
+    backbone_fn = _BACKBONE_FNS[layout]
+    shrunk = any(k.startswith("decode_head.atm.") for k in state)
+    out: dict[str, torch.Tensor] = {}
+    dropped: list[str] = []
+    for k, v in state.items():
+        if layout == "segvit" and k.startswith("decode_head."):
+            new = _segvit_head(k[len("decode_head."):], v, shrunk)
+            head = "decode_head."
+        elif k.startswith(prefix) and not (prefix == "" and k.startswith(("decode_head.", "auxiliary_head."))):
+            new = backbone_fn(k[len(prefix):], v)
+            head = "backbone."
+        else:  # foreign decode / auxiliary heads, classifier heads outside the prefix
+            new = DROP if k.startswith(("decode_head.", "auxiliary_head.", "head.", "classifier.")) else None
+            head = ""
+        if new == DROP:
+            dropped.append(k)
+        elif new is None:
+            out[k] = v
+        else:
+            for nk, nv in (new if isinstance(new, list) else [new]):
+                out[head + nk] = nv
+    return _fuse_qkv(out), dropped
+
+
+def _fuse_qkv(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    parts: dict[str, dict[int, torch.Tensor]] = {}
+    out = {}
+    for k, v in state.items():
+        if _QKV in k:
+            base, idx = k.split(_QKV)
+            parts.setdefault(base, {})[int(idx)] = v
+        else:
+            out[k] = v
+    for base, p in parts.items():
+        if sorted(p) != [0, 1, 2]:
+            raise CheckpointError(f"{base}: the checkpoint lacks some of its query/key/value parts")
+        out[base] = torch.cat([p[0], p[1], p[2]], dim=0)
+    return out
+
+
+# -------------------------------------------------------------------------------------------- fit
+def fit(state: dict[str, torch.Tensor], model) -> tuple[list[str], list[str]]:
+    """Adapt a converted state to `model` (a Segmentor or a bare ViT): class token, position
+    grid, depth. Mutates `state`; returns (our keys removed, notes for the load report)."""
+    backbone = getattr(model, "backbone", model)
+    prefix = "backbone." if backbone is not model else ""
+    removed, notes = [], []
+    pos_key, cls_key = prefix + "pos_embed", prefix + "cls_token"
+    pos = state.get(pos_key)
+    if pos is not None:
+        src_prefix = 1 if cls_key in state else 0
+        if src_prefix and not backbone.keep_cls_token:
+            pos = pos[:, 1:]
+            del state[cls_key]
+            removed.append(cls_key)
+            notes.append("class token and its position embedding not used (dropped after the position embedding)")
+            src_prefix = 0
+        n = pos.shape[1] - src_prefix
+        side = math.isqrt(n)
+        if side * side != n:
+            raise CheckpointError(f"position embedding with {n} grid tokens is not a square grid")
+        if (side, side) != tuple(backbone.grid_size):
+            p = backbone.patch_size
+            pos = resample_abs_pos_embed(pos, backbone.grid_size, (side, side), src_prefix)
+            gh, gw = backbone.grid_size
+            notes.append(f"position embedding resampled (bicubic) from {side}x{side} ({side * p} px) "
+                         f"to {gh}x{gw} ({gh * p}x{gw * p} px)")
+        state[pos_key] = pos
+    depth = len(backbone.blocks)
+    block = re.compile(re.escape(prefix) + r"blocks\.(\d+)\.")
+    deeper = [k for k in state if (m := block.match(k)) and int(m[1]) >= depth]
+    if deeper:
+        extra = sorted({int(block.match(k)[1]) for k in deeper})
+        for k in deeper:
+            del state[k]
+        removed += deeper
+        notes.append(f"blocks {extra[0]}-{extra[-1]} of the checkpoint not used (the model has {depth})")
+    grid_q = state.get("decode_head.grid_queries.weight")
+    head = getattr(model, "decode_head", None)
+    if grid_q is not None and getattr(head, "query_grid", None) is not None:
+        side, want = math.isqrt(grid_q.shape[0]), head.query_grid
+        if side * side == grid_q.shape[0] and side != want:  # Shrunk QU queries of another crop size
+            grid_q = resample_abs_pos_embed(grid_q[None], (want, want), (side, side))[0]
+            state["decode_head.grid_queries.weight"] = grid_q
+            notes.append(f"QU query grid resampled (bicubic) from {side}x{side} to {want}x{want}")
+    w = state.get("decode_head.class_embed.weight")
+    k = getattr(model, "num_classes", None)
+    if w is not None and k is not None and w.shape[0] != k + 1:
+        raise CheckpointError(f"the checkpoint's SegViT head predicts {w.shape[0] - 1} classes but the model "
+                              f"was built with num_classes={k}; build it with num_classes={w.shape[0] - 1}, "
+                              "or start from backbone-only weights to train a new head")
+    return removed, notes
+
+
+# ---------------------------------------------------------------------------------------- reading
+def read_npz(path: str | Path) -> dict[str, torch.Tensor]:
+    """The arrays of a numpy `.npz` archive (e.g. Google's AugReg ViT weights), as tensors."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            state = {}
+            for k in archive.files:
+                a = archive[k]
+                if a.dtype.kind not in "fiu":
+                    raise CheckpointError(f"{path}: array {k!r} has unsupported dtype {a.dtype}")
+                state[k] = torch.from_numpy(np.ascontiguousarray(a))
+    except CheckpointError:
+        raise
+    except Exception as e:  # not a zip, pickled objects, truncated file
+        raise CheckpointError(f"{path}: cannot read numpy archive ({type(e).__name__}: {e})") from None
+    if not state:
+        raise CheckpointError(f"{path}: numpy archive holds no arrays")
+    return state
+
+
+def describe(state: dict) -> tuple[tuple[int], tuple[int]] | None:
+    """((width,), (depth,)) of the ViT in a converted state dict."""
+    w = state.get("backbone.patch_embed.proj.weight")
+    blocks = {int(m[1]) for k in state if (m := re.match(r"backbone\.blocks\.(\d+)\.", k))}
+    if w is None or not blocks:
+        return None
+    return (int(w.shape[0]),), (max(blocks) + 1,)
+
+
+def variant_name(widths, depths) -> str | None:
+    return next((f"ViT-{v.upper()}" for v, s in VIT_SPECS.items()
+                 if s.widths == tuple(widths) and s.depths == tuple(depths)), None)
