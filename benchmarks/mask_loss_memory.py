@@ -19,7 +19,7 @@ import time
 def child(chunk_elements: int) -> dict:
     import torch
 
-    from segadapter.modeling.losses_mask import fixed_assignment_loss
+    from segadapter.modeling.losses.mask import fixed_assignment_loss
 
     def status(field):
         with open("/proc/self/status") as f:

@@ -50,9 +50,9 @@ def _our_vit(cfg: dict, hf_dir: str):
     import torch
     from torch import nn
 
-    from segadapter.modeling import weights_vit
+    from segadapter.modeling.weights import vit as weights_vit
     from segadapter.modeling.backbones.vit import ViT, ViTSpec
-    from segadapter.modeling.pretrained import read_checkpoint
+    from segadapter.modeling.weights.io import read_checkpoint
 
     model = ViT(ViTSpec(cfg["width"], cfg["depth"], cfg["heads"]), img_size=cfg["size"],
                 out_indices=(cfg["depth"] - 1,), keep_cls_token=True)
@@ -69,7 +69,7 @@ def _segvit(cfg: dict):
     import torch
     from torch import nn
 
-    from segadapter.modeling.segvit_family import build_segvit
+    from segadapter.modeling.models.segvit import build_segvit
 
     class SegViT(nn.Module):  # how the Segmentor runs backbone + head (until it is registered)
         def __init__(self):

@@ -9,8 +9,8 @@ from segadapter.analysis.flops import MacCounter
 from segadapter.modeling.backbones.vit import ViT, ViTSpec
 from segadapter.modeling.heads.atm import ATMHead, MaskClassOutput
 from segadapter.modeling.heads.atm_shrunk import ShrunkATMHead
-from segadapter.modeling.losses_mask import fixed_assignment_loss, mask_loss_sums, present_classes
-from segadapter.modeling.segvit_family import build_segvit
+from segadapter.modeling.losses.mask import fixed_assignment_loss, mask_loss_sums, present_classes
+from segadapter.modeling.models.segvit import build_segvit
 
 K = 5
 
@@ -233,7 +233,8 @@ def test_builders(variant, shrunk, taps, strides):
     with torch.device("meta"):
         backbone, head = build_segvit(variant, 150, shrunk=shrunk)
     assert backbone.out_indices == taps and backbone.out_strides == strides
-    assert isinstance(head, ShrunkATMHead if shrunk else ATMHead) and head.output_stride == 16
+    # predicts at the input size (the official inference): the Segmentor hands it the size
+    assert isinstance(head, ShrunkATMHead if shrunk else ATMHead) and head.output_stride == 1
     if shrunk:
         assert backbone.shrink_index == (8 if variant == "l" else 6)
         assert head.grid_queries.weight.shape[0] == (40 * 40 if variant == "l" else 32 * 32)

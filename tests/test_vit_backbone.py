@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from segadapter.errors import ConfigError
-from segadapter.modeling import weights_vit
+from segadapter.modeling.weights import vit as weights_vit
 from segadapter.modeling.backbones.vit import ViT, ViTSpec, vit
-from segadapter.modeling.pretrained import read_checkpoint
+from segadapter.modeling.weights.io import read_checkpoint
 
 transformers = pytest.importorskip("transformers")
 

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from segadapter.errors import CheckpointError
-from segadapter.modeling import weights_vit
+from segadapter.modeling.weights import vit as weights_vit
 from segadapter.modeling.backbones.vit import ViT, ViTSpec
 from segadapter.modeling.heads.atm import ATMHead
 from segadapter.modeling.heads.atm_shrunk import ShrunkATMHead
-from segadapter.modeling.pretrained import read_checkpoint
+from segadapter.modeling.weights.io import read_checkpoint, read_npz
 
 transformers = pytest.importorskip("transformers")
 
@@ -145,7 +145,7 @@ def test_layouts_match_transformers(tmp_path, hf, layout):
     elif layout.startswith("jax"):
         path = tmp_path / "augreg.npz"
         np.savez(path, **jax_arrays(p, "opt/target/" if layout == "jax-opt-target" else ""))
-        state = weights_vit.read_npz(path)
+        state = read_npz(path)
     else:  # a torch.save(model.state_dict()) of transformers 5: its renamed modules
         path = tmp_path / "hf5.pth"
         torch.save(hf.state_dict(), path)
@@ -183,11 +183,11 @@ def test_bad_npz_is_a_checkpoint_error(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
     with pytest.raises(CheckpointError, match="bad.npz"):
-        weights_vit.read_npz(bad)
+        read_npz(bad)
     obj = tmp_path / "obj.npz"
     np.savez(obj, a=np.array([{"x": 1}], dtype=object))
     with pytest.raises(CheckpointError, match="obj.npz"):
-        weights_vit.read_npz(obj)
+        read_npz(obj)
 
 
 # ------------------------------------------------------------------------------- official SegViT

@@ -118,9 +118,12 @@ def count_flops(model: torch.nn.Module, size: tuple[int, int], batch: int = 1, e
     shortcuts = [] if executed else [m for m in model.modules() if getattr(m, "fused_inference", False)]
     for m in shortcuts:
         m.fused_inference = False
+    head = getattr(model, "decode_head", None)
+    # SAN's published figure leaves out the final class-mask combination (`predict`); SegViT's keeps it
+    run = model if getattr(head, "count_predict_flops", True) else (lambda x: head(model.extract_features(x)[0]))
     try:
         with MacCounter() as counter:
-            model(x)
+            run(x)
     finally:
         model.train(was_training)
         for m in shortcuts:
@@ -129,8 +132,11 @@ def count_flops(model: torch.nn.Module, size: tuple[int, int], batch: int = 1, e
 
 
 def model_complexity(model: torch.nn.Module, size: tuple[int, int], executed: bool = False) -> dict[str, float]:
-    """{"params_m": parameters in millions, "gflops": multiply-adds in G} at input `size`."""
-    return {"params_m": count_params(model) / 1e6, "gflops": count_flops(model, size, executed=executed) / 1e9}
+    """{"params_m": parameters in millions, "trainable_params_m": those that train (frozen CLIP
+    excluded), "gflops": multiply-adds in G} at input `size`."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"params_m": count_params(model) / 1e6, "trainable_params_m": trainable / 1e6,
+            "gflops": count_flops(model, size, executed=executed) / 1e9}
 
 
 def complexity_of(name: str, num_classes: int, size: tuple[int, int], executed: bool = False,

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers.pos_embed import resample_abs_pos_embed
+
 
 @dataclass(frozen=True)
 class ClipVisionConfig:
@@ -141,17 +143,9 @@ class Transformer(nn.Module):
 
 
 def resize_pos_embed(pos: torch.Tensor, src: tuple[int, int], dst: tuple[int, int], prefix: int = 1) -> torch.Tensor:
-    """Resample the grid part of a (prefix + H*W, C) position embedding bicubically to `dst`;
-    the first `prefix` rows (class token) are kept. Differentiable: gradients reach `pos`.
-    While tracing (ONNX export) it always resamples (exact at equal sizes), so the exported graph
-    serves every input size."""
-    if tuple(src) == tuple(dst) and not torch.jit.is_tracing():
-        return pos
-    head, grid = pos[:prefix], pos[prefix:]
-    c = grid.shape[-1]
-    grid = grid.reshape(1, src[0], src[1], c).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=tuple(dst), mode="bicubic", align_corners=False)
-    return torch.cat([head, grid.permute(0, 2, 3, 1).reshape(-1, c)], dim=0)
+    """CLIP's (prefix + H*W, C) position embedding resampled to `dst` (bicubic, class-token row
+    kept); differentiable, and always resampled while tracing so an ONNX graph serves every size."""
+    return resample_abs_pos_embed(pos[None], dst, src, prefix)[0]
 
 
 class VisionTransformer(nn.Module):

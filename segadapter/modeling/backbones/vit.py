@@ -27,7 +27,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..layers import DropPath
-from ..layers_pos_embed import resample_abs_pos_embed
+from ..layers import resample_abs_pos_embed
 
 
 @dataclass(frozen=True)

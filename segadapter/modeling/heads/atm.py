@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ConfigError
-from ..losses_mask import IGNORE_INDEX, fixed_assignment_loss
+from ..losses.mask import IGNORE_INDEX, fixed_assignment_loss
 
 PREDICT_EPS = 1e-6  # floor of the per-class score before the log
 

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from ...errors import ConfigError
-from ..layers_pos_embed import resample_abs_pos_embed
-from ..losses_mask import IGNORE_INDEX
+from ..layers import resample_abs_pos_embed
+from ..losses.mask import IGNORE_INDEX
 from .atm import DecoderLayer, MaskClassificationHead, MaskClassOutput, init_decoder_weights, tokens
 
 

@@ -1,2 +1,2 @@
 """Model families, one file each; importing this package registers every variant."""
-from . import convnext, san, segdeformer, segformer  # noqa: F401  (registration side effects)
+from . import convnext, san, segdeformer, segformer, segvit  # noqa: F401  (registration side effects)

@@ -31,6 +31,11 @@ class WeightConverter:
         """Rename `state` (in `layout`) to full model keys; returns (state, deliberately dropped keys)."""
         raise NotImplementedError
 
+    def fit(self, state: dict[str, torch.Tensor], model) -> tuple[list[str], list[str]]:
+        """Adapt a converted state to `model` in place (resample position embeddings, drop what the
+        model does not have); returns (removed keys, notes for the load report)."""
+        return [], []
+
     def optional_prefixes(self, layout: str) -> tuple[str, ...]:
         """Model keys that may stay freshly initialised with this layout."""
         return ()

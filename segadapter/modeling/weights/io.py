@@ -52,14 +52,8 @@ def _read_hf_folder(folder: Path) -> dict[str, torch.Tensor]:
 def _read_file(path: Path):
     if not path.is_file():
         raise CheckpointError(f"{path}: missing weights file")
-    if path.suffix == ".npz":  # JAX / big_vision archives: flat '/'-separated names -> arrays
-        import numpy as np
-
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                return {k: torch.from_numpy(np.ascontiguousarray(archive[k])) for k in archive.files}
-        except Exception as e:  # zipfile / ValueError for corrupt or pickled archives
-            raise CheckpointError(f"{path}: cannot read .npz weights ({type(e).__name__}: {e})") from None
+    if path.suffix == ".npz":
+        return read_npz(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -115,4 +109,25 @@ def _flatten(obj, path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: no tensors found (top-level keys: {shorten(sorted(map(str, obj)), 8)})")
     if all(k.startswith("module.") for k in state):  # saved from a DistributedDataParallel wrapper
         state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def read_npz(path: str | Path) -> dict[str, torch.Tensor]:
+    """The arrays of a numpy `.npz` archive (e.g. Google's AugReg ViT weights), as tensors."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            state = {}
+            for k in archive.files:
+                a = archive[k]
+                if a.dtype.kind not in "fiu":
+                    raise CheckpointError(f"{path}: array {k!r} has unsupported dtype {a.dtype}")
+                state[k] = torch.from_numpy(np.ascontiguousarray(a))
+    except CheckpointError:
+        raise
+    except Exception as e:  # not a zip, pickled objects, truncated file
+        raise CheckpointError(f"{path}: cannot read numpy archive ({type(e).__name__}: {e})") from None
+    if not state:
+        raise CheckpointError(f"{path}: numpy archive holds no arrays")
     return state

@@ -31,6 +31,8 @@ def load_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> LoadRepo
     if layout is None:
         raise _no_layout_error(path, state, family, model)
     converted, ignored = family.convert(state, layout)
+    removed, notes = family.fit(converted, model)
+    ignored = list(ignored) + list(removed)
     if (layout != "segadapter" and not _keeps_published_head(model)) or not _head_fits(model, converted):
         # Published heads are All-MLP heads trained without adapters (and with ReLU, where ours use
         # GELU), and a head of another kind never fits: such a model keeps only the encoder.
@@ -45,6 +47,7 @@ def load_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> LoadRepo
         hint = _architecture_hint(path, family, converted, model)
         raise CheckpointError(f"{hint}\n{e}" if hint else str(e)) from None
     report.ignored = sorted(ignored)
+    report.notes = list(notes)
     return report
 
 

@@ -15,6 +15,7 @@ class LoadReport:
     loaded: list[str] = field(default_factory=list)
     fresh: list[str] = field(default_factory=list)  # parameters left freshly initialised
     ignored: list[str] = field(default_factory=list)  # checkpoint tensors deliberately unused
+    notes: list[str] = field(default_factory=list)  # what was adapted (e.g. resampled position embeddings)
 
     def __str__(self) -> str:
         # backbone parts are named one level deeper (e.g. backbone.out_norms)
@@ -24,6 +25,8 @@ class LoadReport:
             msg += f"; freshly initialised: {len(self.fresh)} tensors in {', '.join(groups)}"
         if self.ignored:
             msg += f"; not used from the checkpoint: {len(self.ignored)} tensors ({shorten(self.ignored, 3)})"
+        for note in self.notes:
+            msg += f"; {note}"
         return msg
 
 

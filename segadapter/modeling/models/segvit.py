@@ -9,10 +9,16 @@ GFLOPs) is reproduced with 6 (96.7 here), not with the "1/3 depth" of its text (
 """
 from __future__ import annotations
 
-from ..errors import ConfigError
-from .backbones.vit import VIT_SPECS, vit
-from .heads.atm import ATMHead
-from .heads.atm_shrunk import ShrunkATMHead
+from ...errors import ConfigError
+from ..backbones.vit import VIT_SPECS, vit
+from ..heads.atm import ATMHead
+from ..heads.atm_shrunk import ShrunkATMHead
+from ..registry import register_model
+from ..segmentor import Segmentor
+
+# The official inference resizes the mask logits to the input before the sigmoid and the class
+# combination: the heads predict at stride 1 (the Segmentor hands them the input size).
+PREDICT_STRIDE = 1
 
 DEFAULT_CROP = {"t": 512, "s": 512, "b": 512, "l": 640}
 SEGVIT_VARIANTS = ("segvit-vit-t", "segvit-vit-s", "segvit-vit-b", "segvit-vit-l",
@@ -42,7 +48,7 @@ def build_segvit(variant: str, num_classes: int, shrunk: bool = False, *, img_si
                    keep_cls_token=keep_cls_token, shrink_index=shrink_index)
     if not shrunk:
         head = ATMHead(backbone.out_channels, num_classes, embed_dim, num_heads, num_layers,
-                       output_stride=backbone.out_strides[0], **head_opts)
+                       output_stride=PREDICT_STRIDE, **head_opts)
         return backbone, head
     if backbone.out_strides[0] != backbone.patch_size:
         raise ConfigError(f"Shrunk SegViT: the first tap ({out_indices[0]}) must come before the QD "
@@ -50,5 +56,15 @@ def build_segvit(variant: str, num_classes: int, shrunk: bool = False, *, img_si
     if query_grid is None:
         query_grid = backbone.grid_size[0]
     head = ShrunkATMHead(backbone.out_channels, num_classes, embed_dim, num_heads, num_layers,
-                         query_grid=query_grid, output_stride=backbone.out_strides[0], **head_opts)
+                         query_grid=query_grid, output_stride=PREDICT_STRIDE, **head_opts)
     return backbone, head
+
+
+def _register() -> None:
+    for name in SEGVIT_VARIANTS:
+        shrunk, variant = "shrunk" in name, name.rsplit("-", 1)[1]
+        register_model(name)(lambda num_classes, _v=variant, _s=shrunk, **kw:
+                             Segmentor(*build_segvit(_v, num_classes, _s, **kw), num_classes))
+
+
+_register()

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
-from .backbones.vit import VIT_SPECS, ViT
-from .layers_pos_embed import resample_abs_pos_embed
-from .pretrained import DROP, find_prefix
+from ...errors import CheckpointError
+from ..backbones.vit import VIT_SPECS, ViT
+from ..layers import resample_abs_pos_embed
+from .converters import DROP, WeightConverter, find_prefix, register_converter
 
 FAMILY = "ViT"
 _JAX_Q = "Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel"
@@ -45,10 +45,6 @@ _OUR_HEAD = ("decode_head.decoders.", "decode_head.atm_layers.", "decode_head.qu
 _QKV = "#qkv"  # suffix of a q/k/v part waiting to be fused: f"{key}{_QKV}{index}"
 
 
-def handles(backbone) -> bool:
-    return isinstance(backbone, ViT)
-
-
 def detect_layout(state: dict) -> str | None:
     if "backbone.blocks.0.attn.qkv.weight" in state and (
             not any(k.startswith("decode_head.") for k in state) or any(k.startswith(_OUR_HEAD) for k in state)):
@@ -60,10 +56,6 @@ def detect_layout(state: dict) -> str | None:
         if find_prefix(state, *LAYOUTS[name]) is not None:
             return "huggingface" if name == "huggingface5" else name
     return None
-
-
-def optional_prefixes(layout: str) -> tuple[str, ...]:
-    return ()
 
 
 # --------------------------------------------------------------------------------------- backbone
@@ -281,27 +273,6 @@ def fit(state: dict[str, torch.Tensor], model) -> tuple[list[str], list[str]]:
 
 
 # ---------------------------------------------------------------------------------------- reading
-def read_npz(path: str | Path) -> dict[str, torch.Tensor]:
-    """The arrays of a numpy `.npz` archive (e.g. Google's AugReg ViT weights), as tensors."""
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            state = {}
-            for k in archive.files:
-                a = archive[k]
-                if a.dtype.kind not in "fiu":
-                    raise CheckpointError(f"{path}: array {k!r} has unsupported dtype {a.dtype}")
-                state[k] = torch.from_numpy(np.ascontiguousarray(a))
-    except CheckpointError:
-        raise
-    except Exception as e:  # not a zip, pickled objects, truncated file
-        raise CheckpointError(f"{path}: cannot read numpy archive ({type(e).__name__}: {e})") from None
-    if not state:
-        raise CheckpointError(f"{path}: numpy archive holds no arrays")
-    return state
-
-
 def describe(state: dict) -> tuple[tuple[int], tuple[int]] | None:
     """((width,), (depth,)) of the ViT in a converted state dict."""
     w = state.get("backbone.patch_embed.proj.weight")
@@ -314,3 +285,27 @@ def describe(state: dict) -> tuple[tuple[int], tuple[int]] | None:
 def variant_name(widths, depths) -> str | None:
     return next((f"ViT-{v.upper()}" for v, s in VIT_SPECS.items()
                  if s.widths == tuple(widths) and s.depths == tuple(depths)), None)
+
+
+class ViTConverter(WeightConverter):
+    family = FAMILY
+    layouts = LAYOUTS
+    backbone_type = ViT
+
+    def detect_layout(self, state):
+        return detect_layout(state)
+
+    def convert(self, state, layout):
+        return convert(state, layout)
+
+    def fit(self, state, model):
+        return fit(state, model)
+
+    def describe(self, state):
+        return describe(state)
+
+    def variant_name(self, widths, depths):
+        return variant_name(widths, depths)
+
+
+CONVERTER = register_converter(ViTConverter())
