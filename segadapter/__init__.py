@@ -1,5 +1,6 @@
 """segadapter: SegAdapter and the Segformer family of semantic-segmentation models."""
 from .errors import CheckpointError, ConfigError, DataError, SegAdapterError
+from .inference import Inferencer, Prediction, Preprocessing
 from .modeling.factory import create_model, from_pretrained
 from .modeling.registry import list_models
 
@@ -9,6 +10,9 @@ __all__ = [
     "create_model",
     "from_pretrained",
     "list_models",
+    "Inferencer",
+    "Prediction",
+    "Preprocessing",
     "SegAdapterError",
     "ConfigError",
     "DataError",
