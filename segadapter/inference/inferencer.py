@@ -120,6 +120,9 @@ class Inferencer:
         model's `set_classes`); otherwise None (the recorded names)."""
         if classes is None:
             recorded = self.preprocessing.classes
+            own = getattr(self.model, "classes", None)  # an open-vocabulary model may name its current set
+            if recorded is None and isinstance(own, (list, tuple)) and all(isinstance(c, str) for c in own):
+                recorded = own
             self.classes = list(recorded) if recorded is not None else None
             return
         names = [str(c).strip() for c in classes]
@@ -130,7 +133,12 @@ class Inferencer:
             raise ConfigError(f"{name} segments a fixed set "
                               "of classes; classes=[...] only applies to open-vocabulary models (with set_classes)")
         if names != self.classes:
-            self.model.set_classes(names)
+            try:
+                self.model.set_classes(names)
+            except SegAdapterError:
+                raise
+            except (ValueError, KeyError, TypeError) as e:
+                raise ConfigError(f"classes {names}: the model cannot take them ({e})") from None
             self.classes = names
 
     @property
