@@ -129,3 +129,12 @@ def test_export_writes_the_record_into_onnx_metadata(tmp_path):
     model = segadapter.from_pretrained(save_tiny(tmp_path / "m", preprocessing=pre))
     path = export_onnx(model, tmp_path / "m.onnx", sample_size=(48, 64))
     assert Preprocessing.from_dict(json.loads(read_metadata(path)[METADATA_KEY])) == pre
+
+
+def test_a_model_class_may_name_defaults_for_unrecorded_instances():
+    model = tiny_model()
+    model.default_preprocessing = {"mean": (122.8, 116.7, 104.1), "std": (68.5, 66.6, 70.3)}  # CLIP's
+    pre = preprocessing_of(model)
+    assert pre.mean == (122.8, 116.7, 104.1) and pre.std == (68.5, 66.6, 70.3) and not pre.recorded
+    model.config["preprocessing"] = Preprocessing(scale=(8, 8)).to_dict()
+    assert preprocessing_of(model).mean == Preprocessing().mean  # a record always wins

@@ -212,7 +212,7 @@ class Inferencer:
         stage = Path(tempfile.mkdtemp(prefix=".segadapter-predict-", dir=out_dir))
         palette = self.palette
         try:
-            with BackgroundWriter(workers=1, max_pending=2 * self.batch_size) as writer:
+            with BackgroundWriter(workers=max(1, self.workers), max_pending=2 * self.batch_size) as writer:
                 bar = tqdm(total=len(sources), desc="predict", disable=not progress, dynamic_ncols=True)
                 for (source, image, _), result in self._run(sources, False):
                     writer.submit(save_prediction, stage, source.name, result["label"],

@@ -187,7 +187,8 @@ def preprocessing_of(model_or_config: Any, source: str | None = None) -> Preproc
     """The record of a model (or of its `config` dict).
 
     A config without one gives today's defaults (own size, ImageNet mean/std, whole image) with
-    `recorded=False`, filled with the top-level classes/palette if present. When `source` (the
+    `recorded=False`, filled with the top-level classes/palette if present and overridden by the
+    model's `default_preprocessing` attribute (Preprocessing keyword arguments) if it has one. When `source` (the
     folder) is given, that is said once per folder with a `LegacyPreprocessingWarning`.
     """
     config = model_or_config if isinstance(model_or_config, Mapping) else getattr(model_or_config, "config", {})
@@ -202,8 +203,12 @@ def preprocessing_of(model_or_config: Any, source: str | None = None) -> Preproc
             f"{source}: config.json has no preprocessing record (a folder from before segadapter kept one, "
             "or saved without preprocessing=...), so it runs as before: images at their own size (eval: "
             "the training run's data.scale), ImageNet mean/std, whole image; --scale W H resizes"), stacklevel=2)
+    # a model class may name its own defaults (e.g. CLIP's mean/std) for instances without a record
+    own = None if isinstance(model_or_config, Mapping) else getattr(model_or_config, "default_preprocessing", None)
+    defaults = dict(own or {})
     try:
-        return Preprocessing(classes=config.get("classes"), palette=config.get("palette"), recorded=False)
+        return Preprocessing(**{"classes": config.get("classes"), "palette": config.get("palette"), **defaults},
+                             recorded=False)
     except ConfigError as e:
         raise ConfigError(f"{source or 'model config'}: {e}") from None
 

@@ -83,7 +83,8 @@ def _arrays(x, index: int, kind: str, to_hwc) -> list[Source]:
     out = []
     for j, a in enumerate(items):
         i = index + j
-        label = f"input #{index}" + (f"[{j}]" if batch else "") + f" ({kind} {tuple(a.shape)} {str(a.dtype).removeprefix('torch.')})"
+        dtype = str(a.dtype).removeprefix("torch.")
+        label = f"input #{index}" + (f"[{j}]" if batch else "") + f" ({kind} {tuple(a.shape)} {dtype})"
         image = to_hwc(a, label)  # validate now, so a bad array fails before any work starts
         out.append(Source(f"image_{i:04d}", label, (lambda im=image: im)))
     return out
