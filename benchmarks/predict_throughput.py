@@ -14,6 +14,7 @@ The model is --run (a model or training-run folder) or, by default, a randomly i
 not depend on the weights.
 
     python benchmarks/predict_throughput.py --data ../shared/data/camvid [--amp bf16] [--json FILE]
+    python benchmarks/predict_throughput.py --overlay-format jpg   # predict --overlay-format jpg
     python benchmarks/predict_throughput.py --quick      # 8 frames, 1 round: a smoke test
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's segadapter, whatever is installed
 
 
 def build_model_dir(args, work: Path) -> Path:
@@ -51,6 +53,7 @@ def main() -> int:
     p.add_argument("--device", default=None)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--workers", type=int, default=2, help="decoding threads")
+    p.add_argument("--overlay-format", choices=["png", "jpg"], default="png", help="predict's overlay files [png]")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="8 frames, 1 round")
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
@@ -100,11 +103,11 @@ def main() -> int:
         sync()
 
     def predict():
-        inf.save(frames, work / "out")
+        inf.save(frames, work / "out", overlay_format=args.overlay_format)
 
     def command():
         argv = ["predict", str(folder), *map(str, frames), "--out", str(work / "cmd"), "--no-progress",
-                "--batch-size", str(args.batch_size), "--amp", args.amp]
+                "--batch-size", str(args.batch_size), "--amp", args.amp, "--overlay-format", args.overlay_format]
         if args.device:
             argv += ["--device", args.device]
         import contextlib
@@ -128,6 +131,7 @@ def main() -> int:
                          f" ({torch.get_num_threads()} threads)")
     print(f"{n} CamVid val frames {size[1]}x{size[0]} -> network input {tuple(tensors[0].shape[1:][::-1])} (WxH), "
           f"model {'--run ' + args.run if args.run else args.model}, amp {args.amp}, batch {args.batch_size}, "
+          f"overlays {args.overlay_format}, "
           f"device {device}, {args.rounds} round(s), medians")
     print("| stage | images/s | % of forward |\n| --- | --- | --- |")
     for k, r in rates.items():

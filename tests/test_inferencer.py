@@ -252,3 +252,14 @@ def test_real_camvid_frames_in_one_batch(model_dir, tmp_path):
         image = np.asarray(Image.open(f).convert("RGB"))
         assert pred.label.shape == (360, 480) == image.shape[:2]
         assert (pred.label == reference(inf.model, image).argmax(0).numpy()).mean() > 0.999
+
+
+def test_cli_predict_jpeg_overlays(model_dir, images, tmp_path, capsys):
+    Image.fromarray(images[0]).save(tmp_path / "a.png")
+    code = main(["predict", str(model_dir), str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--no-progress",
+                 "--overlay-format", "jpg"])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.png", "a_overlay.jpg"]
+    expected = Inferencer(model_dir, device="cpu")(images[0], overlay=True).overlay
+    shown = np.asarray(Image.open(tmp_path / "o" / "a_overlay.jpg")).astype(int)
+    assert shown.shape == expected.shape and np.abs(shown - expected).mean() < 8  # JPEG: close, not equal

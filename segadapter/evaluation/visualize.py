@@ -68,9 +68,13 @@ def save_prediction(
     return written
 
 
-def output_names(name: str) -> tuple[str, str]:
-    """The two file names `save_prediction` writes for `name` (lets callers spot clashes first)."""
-    return f"{name}.png", f"{name}_overlay.png"
+OVERLAY_FORMATS = {"png": ".png", "jpg": ".jpg"}
+
+
+def output_names(name: str, overlay_format: str = "png") -> tuple[str, str]:
+    """The two file names `save_prediction` (or `predict --overlay-format`) writes for `name`
+    (lets callers spot clashes first)."""
+    return f"{name}.png", f"{name}_overlay{OVERLAY_FORMATS[overlay_format]}"
 
 
 def _save_png(img: Image.Image, path: Path) -> None:

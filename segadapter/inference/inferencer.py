@@ -190,8 +190,9 @@ class Inferencer:
         return overlay(image, label, self.palette, opacity)
 
     def save(self, inputs: Any, out_dir: str | os.PathLike, *, opacity: float = 0.5, overlay: bool = True,
-             progress: bool = False, classes: Sequence[str] | None = None) -> list[Path]:
-        """Write NAME.png (class ids, 255 = ignore) and NAME_overlay.png per image into `out_dir`.
+             overlay_format: str = "png", progress: bool = False, classes: Sequence[str] | None = None) -> list[Path]:
+        """Write NAME.png (class ids, 255 = ignore) and NAME_overlay.png per image into `out_dir`
+        (`overlay_format="jpg"`: NAME_overlay.jpg, quality 90 - encodes ~15x faster than PNG).
 
         All or nothing: files go to a hidden folder inside `out_dir` first and are moved into place
         (each one atomically) only when every image has succeeded, so one bad input leaves
@@ -199,10 +200,12 @@ class Inferencer:
         """
         from tqdm import tqdm
 
-        from ..evaluation.visualize import output_names, save_prediction
+        from ..evaluation.visualize import OVERLAY_FORMATS, output_names
 
         sources = inputs if _is_sources(inputs) else collect(inputs)[0]
         _check_opacity(opacity)
+        if overlay_format not in OVERLAY_FORMATS:
+            raise ConfigError(f"overlay_format must be one of {', '.join(OVERLAY_FORMATS)}, got {overlay_format!r}")
         if classes is not None:
             self.set_classes(classes)
         if self.num_classes > 255:
@@ -215,13 +218,13 @@ class Inferencer:
             with BackgroundWriter(workers=max(1, self.workers), max_pending=2 * self.batch_size) as writer:
                 bar = tqdm(total=len(sources), desc="predict", disable=not progress, dynamic_ncols=True)
                 for (source, image, _), result in self._run(sources, False):
-                    writer.submit(save_prediction, stage, source.name, result["label"],
-                                  image if overlay else None, palette, opacity)
+                    writer.submit(_write_staged, stage, source.name, result["label"],
+                                  image if overlay else None, palette, opacity, overlay_format)
                     bar.update(1)
                 bar.close()
             written = []
             for source in sources:
-                for name in output_names(source.name)[: 2 if overlay else 1]:
+                for name in output_names(source.name, overlay_format)[: 2 if overlay else 1]:
                     os.replace(stage / name, out_dir / name)
                     written.append(out_dir / name)
         finally:
@@ -275,6 +278,25 @@ class Inferencer:
             tta = p.flip or len(self.scales) > 1 or self.scales[0] != 1.0
             probs = (out if tta else out.softmax(1)).cpu().numpy()  # TTA already averages probabilities
         return [{"label": labels[i], **({"scores": probs[i]} if probs is not None else {})} for i in range(len(batch))]
+
+
+def _write_staged(stage: Path, name: str, label: np.ndarray, image: np.ndarray | None, palette, opacity: float,
+                  overlay_format: str = "png"):
+    """`save_prediction`'s two PNGs, written straight into the private staging folder: no temp
+    file + fsync per file (half the time of an image's encode + write here); the files reach
+    --out by rename, so nobody ever sees a partial one."""
+    from PIL import Image
+
+    from ..evaluation.visualize import output_names, overlay
+
+    names = output_names(name, overlay_format)
+    Image.fromarray(label).save(stage / names[0], format="PNG", compress_level=1)
+    if image is not None:
+        picture = Image.fromarray(overlay(image, label, palette, opacity))
+        if overlay_format == "jpg":
+            picture.save(stage / names[1], format="JPEG", quality=90)
+        else:
+            picture.save(stage / names[1], format="PNG", compress_level=1)
 
 
 def _key(item) -> tuple:
