@@ -3,6 +3,7 @@ it, folders without one keep the old behaviour (said once), and export carries i
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 
 import numpy as np
@@ -102,23 +103,49 @@ def test_folder_without_record_keeps_old_behaviour_said_once(tmp_path):
         preprocessing_of(model, source=str(folder))  # said once per folder
 
 
-def test_training_run_records_its_test_pipeline(tmp_path):
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
     from segadapter.engine import load_config
     from segadapter.engine.trainer import Trainer
 
     cfg = load_config("synthetic", [
         "schedule.max_iters=1", "schedule.warmup_iters=0", "data.crop_size=[32,32]", "data.batch_size=2",
-        "data.options={size: 48, num_samples: 2}", "data.val_split=null", "data.scale=[40,30]",
+        "data.options={size: 48, num_samples: 2}", "data.val_options={num_samples: 1}", "data.scale=[40,30]",
         "data.transform_options={mean: [100, 110, 120], std: [50, 51, 52]}", "model.name=segformer-b0",
         "model.options={decoder_channels: 32}", "train.progress=false", "train.device=cpu", "train.amp=none",
         "eval.mode=slide", "eval.crop_size=[32,32]", "eval.stride=[16,16]"])
-    Trainer(cfg, tmp_path / "run").fit()
-    config = json.loads((tmp_path / "run/checkpoints/iter_000001/config.json").read_text())
+    run = tmp_path_factory.mktemp("run") / "run"
+    Trainer(cfg, run).fit()
+    return run
+
+
+def test_training_run_records_its_test_pipeline(run_dir):
+    config = json.loads((run_dir / "checkpoints/iter_000001/config.json").read_text())
     pre = Preprocessing.from_dict(config["preprocessing"])
     assert pre.scale == (40, 30) and pre.keep_ratio
     assert pre.mean == (100, 110, 120) and pre.std == (50, 51, 52)
     assert (pre.mode, pre.crop_size, pre.stride) == ("slide", (32, 32), (16, 16))
     assert list(pre.classes) == config["classes"] and [list(c) for c in pre.palette] == config["palette"]
+
+
+def test_eval_of_an_old_run_keeps_its_data_scale_and_says_so(run_dir, tmp_path, capsys):
+    from segadapter.cli.main import main
+
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    config_path = old / "checkpoints/iter_000001/config.json"
+    config = json.loads(config_path.read_text())
+    del config["preprocessing"]  # as written before the record existed
+    config_path.write_text(json.dumps(config))
+    args = ["eval", str(old), "--json", "--no-progress", "--workers", "0"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert result["scale"] == [40, 30] and result["mode"] == "whole"  # today's behaviour: data.scale, whole
+    assert err.count("no preprocessing record") == 1
+    assert main(["eval", str(run_dir), "--json", "--no-progress", "--workers", "0"]) == 0
+    new = json.loads(capsys.readouterr().out)  # the run with its record: eval follows it, slide included
+    assert new["scale"] == [40, 30] and new["mode"] == "slide" and new["crop_size"] == [32, 32]
 
 
 def test_export_writes_the_record_into_onnx_metadata(tmp_path):
