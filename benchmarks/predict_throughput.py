@@ -52,7 +52,7 @@ def main() -> int:
     p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
     p.add_argument("--device", default=None)
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--workers", type=int, default=2, help="decoding threads")
+    p.add_argument("--workers", type=int, default=2, help="decoding threads and as many writing threads [2]")
     p.add_argument("--overlay-format", choices=["png", "jpg"], default="png", help="predict's overlay files [png]")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="8 frames, 1 round")
@@ -107,7 +107,8 @@ def main() -> int:
 
     def command():
         argv = ["predict", str(folder), *map(str, frames), "--out", str(work / "cmd"), "--no-progress",
-                "--batch-size", str(args.batch_size), "--amp", args.amp, "--overlay-format", args.overlay_format]
+                "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--amp", args.amp,
+                "--overlay-format", args.overlay_format]
         if args.device:
             argv += ["--device", args.device]
         import contextlib

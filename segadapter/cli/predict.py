@@ -42,6 +42,8 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     add_inference_args(p)
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="images of one size per forward pass [4]")
+    p.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="decoding threads, and as many encoding/writing threads [2]")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                           f"{model.num_classes} classes")
     inferencer = Inferencer(model, device=device, amp=options["amp_dtype"], preprocessing=pre,
                             scales=options["scales"], classes=classes, palette=palette,
-                            batch_size=args.batch_size, compile=args.compile)
+                            batch_size=args.batch_size, workers=args.workers, compile=args.compile)
     inferencer.save(images, out_dir, opacity=args.opacity, overlay_format=args.overlay_format,
                     progress=not args.no_progress)
     print(f"wrote {2 * len(images)} files for {len(images)} images to {out_dir}")

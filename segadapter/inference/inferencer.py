@@ -130,8 +130,8 @@ class Inferencer:
             raise ConfigError(f"classes must be a non-empty list of non-empty names, got {list(classes)}")
         if not self.open_vocabulary:
             name = getattr(self.model, "config", {}).get("name", type(self.model).__name__)
-            raise ConfigError(f"{name} segments a fixed set "
-                              "of classes; classes=[...] only applies to open-vocabulary models (with set_classes)")
+            raise ConfigError(f"{name} segments a fixed set of classes; class names can only be given to "
+                              "open-vocabulary models (with set_classes)")
         if names != self.classes:
             try:
                 self.model.set_classes(names)
