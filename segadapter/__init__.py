@@ -1,5 +1,6 @@
 """segadapter: SegAdapter and the Segformer family of semantic-segmentation models."""
 from .errors import CheckpointError, ConfigError, DataError, SegAdapterError
+from .inference import Inferencer, Prediction, Preprocessing
 from .modeling.factory import create_model, from_pretrained, list_models
 
 __version__ = "0.1.0"
@@ -8,6 +9,9 @@ __all__ = [
     "create_model",
     "from_pretrained",
     "list_models",
+    "Inferencer",
+    "Prediction",
+    "Preprocessing",
     "SegAdapterError",
     "ConfigError",
     "DataError",

@@ -12,7 +12,8 @@ import os
 import torch
 
 from ..errors import ConfigError
-from ..evaluation.options import add_inference_args, inference_options, load_model, resolve_device
+from ..evaluation.options import (add_inference_args, inference_options, load_model, model_preprocessing,
+                                  resolve_device, resolve_preprocessing)
 
 
 def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
@@ -27,10 +28,7 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="camvid, ade20k, cityscapes, coco-stuff164k, folder, ... "
                    "[a run's own data.dataset]")
     p.add_argument("--split", default="val", help="[val]")
-    p.add_argument("--scale", type=int, nargs=2, metavar=("W", "H"),
-                   help="resize images to fit W x H (aspect kept) before inference; metrics stay at label "
-                        "resolution [a run's own data.scale, else none]")
-    add_inference_args(p)
+    add_inference_args(p)  # --scale: metrics stay at label resolution whatever the network sees
     p.add_argument("--workers", type=int, default=2, help="data loading processes [2]")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -38,11 +36,10 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import build_dataset, build_transforms
+    from ..data import build_dataset
     from ..runtime.distributed import cleanup, get_rank, get_world_size, init_distributed
     from ..evaluation import evaluate
 
-    options = inference_options(args)
     device = resolve_device(args.device)
     # under torchrun: join the group (one GPU, or a CPU share, per rank); leave a caller's group alone
     owns_group = int(os.environ.get("WORLD_SIZE", 1)) > 1 and get_world_size() == 1
@@ -56,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
         root = args.data or data_cfg.get("root")
         if name is None or (root is None and not data_cfg):  # a run may train on file-less data
             raise ConfigError(f"{folder}: give --data ROOT and --dataset NAME (no training run config to take them from)")
-        scale = args.scale or data_cfg.get("scale")
-        transform = build_transforms(False, scale=tuple(scale)) if scale else None
+        pre = resolve_preprocessing(args, model_preprocessing(model, folder), fallback_scale=data_cfg.get("scale"))
+        options = inference_options(args, pre)
+        scale = list(pre.scale) if pre.scale else None
+        transform = pre.transforms()  # the model's resize rule and normalisation; labels untouched
         data_options = {**(data_cfg.get("options") or {}), **(data_cfg.get("val_options") or {})}
         dataset = build_dataset(name, root, args.split, transform, **data_options)
         if model.num_classes != len(dataset.classes):

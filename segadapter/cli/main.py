@@ -20,10 +20,12 @@ COMMANDS = {
     "flops": ("flops", "count parameters and GFLOPs of a model"),
     "list": ("list_models", "list registered models"),
     "export": ("export", "export a checkpoint to ONNX"),
+    "serve": ("serve", "web demo of a model in the browser (needs segadapter[demo])"),
 }
 
 # commands that run networks: they keep freed memory in the process (see utils/malloc.py)
-HEAVY_COMMANDS = {"demo", "train", "eval", "predict"}
+HEAVY_COMMANDS = {"demo", "train", "eval", "predict", "serve"}
+LONG_RUNNING = {"serve"}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -43,18 +45,45 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command if command in COMMANDS else None).parse_args(argv)
+    notes = _plain_warnings(args.command)
     if args.command in HEAVY_COMMANDS:
         from ..utils.malloc import tune_malloc
 
         tune_malloc()
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        for note in notes:
+            print(note, file=sys.stderr)
+        return code
     except SegAdapterError as e:
         print(f"segadapter {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _plain_warnings(command: str) -> list[str]:
+    """Our own notes (e.g. a model folder without a preprocessing record) as plain lines, kept
+    until the command has succeeded (a failed command prints its one error line only); a server
+    prints them at once."""
+    import warnings
+
+    from ..inference.preprocess import LegacyPreprocessingWarning
+
+    default = warnings.showwarning
+    notes: list[str] = []
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, LegacyPreprocessingWarning):
+            default(message, category, filename, lineno, file, line)
+        elif command in LONG_RUNNING:
+            print(f"segadapter {command}: note: {message}", file=sys.stderr)
+        else:
+            notes.append(f"segadapter {command}: note: {message}")
+
+    warnings.showwarning = show
+    return notes
 
 
 if __name__ == "__main__":

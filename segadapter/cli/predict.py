@@ -1,9 +1,14 @@
 """`segadapter predict CKPT IMAGES_OR_DIR... --out DIR`: class-id PNG + colour overlay per image.
 
-Policy for bad inputs: every input is checked (exists, decodes fully, output names distinct) before
-the first file is written. One bad input stops the run with exit code 2 and nothing written, so
-an earlier run's predictions in --out are never replaced by a partial set. Re-running overwrites
-this command's own outputs of the same names (each file replaced atomically).
+Images are fed the way the model's preprocessing record says (`--scale` etc. override it) and the
+outputs have each image's own size; the work runs through `segadapter.Inferencer` (batches of
+same-size images, decoding and writing in background threads).
+
+Policy for bad inputs: paths and output names are checked before any work; outputs are written
+to a hidden folder inside --out and moved into place only when every image has succeeded. One bad
+input stops the run with exit code 2 and nothing written, so an earlier run's predictions in
+--out are never replaced by a partial set. Re-running overwrites this command's own outputs of
+the same names (each file replaced atomically).
 """
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..evaluation.options import add_inference_args, inference_options, load_model, resolve_device
+from ..evaluation.options import (add_inference_args, inference_options, load_model, model_preprocessing,
+                                  resolve_device, resolve_preprocessing)
 
 
 def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
@@ -26,40 +32,44 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIR", help="image files and/or folders of images")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--opacity", type=float, default=0.5, help="overlay colour weight, 0-1 [0.5]")
+    p.add_argument("--overlay-format", choices=["png", "jpg"], default="png",
+                   help="NAME_overlay.png (lossless) or .jpg (quality 90, encodes ~15x faster) [png]")
     p.add_argument("--palette", metavar="DATASET",
                    help="overlay colours of a dataset: camvid, ade20k, cityscapes, coco-stuff164k "
                    "[the model's saved palette, else a generated one]")
+    p.add_argument("--classes", metavar="NAMES",
+                   help="comma-separated class names, for open-vocabulary models only")
     add_inference_args(p)
+    p.add_argument("--batch-size", type=int, default=4, metavar="N",
+                   help="images of one size per forward pass [4]")
+    p.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="decoding threads, and as many encoding/writing threads [2]")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm import tqdm
+    from ..inference import Inferencer
 
-    from ..data.io import read_image
-    from ..data.transforms import build_transforms
-    from ..evaluation import inference, save_prediction
-
-    options = inference_options(args)
     if not 0.0 <= args.opacity <= 1.0:
         raise ConfigError(f"--opacity must be between 0 and 1, got {args.opacity}")
     device = resolve_device(args.device)
     images = _collect_inputs(args.inputs)
     out_dir = Path(args.out)
-    _check_outputs(images, out_dir)
-    for path in images:  # decode everything once first: fail before writing anything
-        read_image(path)
-    model, folder = load_model(args.ckpt, device, compile=args.compile)
-    palette = _palette(args.palette, model, folder)
-
-    to_tensor = build_transforms(train=False)  # the evaluation normalisation
-    for path in tqdm(images, desc="predict", disable=args.no_progress, dynamic_ncols=True):
-        image = read_image(path)
-        scores = inference(model, to_tensor(image)[0], **options)
-        label = scores.argmax(0).to("cpu", torch.uint8).numpy()
-        save_prediction(out_dir, path.stem, label, image, palette, args.opacity)
+    _check_outputs(images, out_dir, args.overlay_format)
+    model, folder = load_model(args.ckpt, device, compile=False)
+    pre = resolve_preprocessing(args, model_preprocessing(model, folder))
+    options = inference_options(args, pre)
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    palette = _palette(args.palette, len(classes) if classes else model.num_classes)
+    if palette is None and classes is None and pre.palette is not None and len(pre.palette) < model.num_classes:
+        raise ConfigError(f"{folder}/config.json palette has {len(pre.palette)} colours but the model predicts "
+                          f"{model.num_classes} classes")
+    inferencer = Inferencer(model, device=device, amp=options["amp_dtype"], preprocessing=pre,
+                            scales=options["scales"], classes=classes, palette=palette,
+                            batch_size=args.batch_size, workers=args.workers, compile=args.compile)
+    inferencer.save(images, out_dir, opacity=args.opacity, overlay_format=args.overlay_format,
+                    progress=not args.no_progress)
     print(f"wrote {2 * len(images)} files for {len(images)} images to {out_dir}")
     return 0
 
@@ -82,7 +92,7 @@ def _collect_inputs(inputs: list[str]) -> list[Path]:
     return list(images.values())
 
 
-def _check_outputs(images: list[Path], out_dir: Path) -> None:
+def _check_outputs(images: list[Path], out_dir: Path, overlay_format: str = "png") -> None:
     """Refuse runs where one output would replace another output or an input."""
     from ..evaluation.visualize import output_names
 
@@ -91,7 +101,7 @@ def _check_outputs(images: list[Path], out_dir: Path) -> None:
     inputs = {p.resolve() for p in images}
     owner: dict[str, Path] = {}
     for path in images:
-        for name in output_names(path.stem):
+        for name in output_names(path.stem, overlay_format):
             if name in owner:
                 raise ConfigError(f"{path} and {owner[name]} would both write {out_dir / name}; "
                                   "predict them into different --out folders")
@@ -100,17 +110,13 @@ def _check_outputs(images: list[Path], out_dir: Path) -> None:
                 raise ConfigError(f"{out_dir / name}: is an input image; choose another --out folder")
 
 
-def _palette(name: str | None, model, folder: Path) -> list[tuple[int, int, int]]:
+def _palette(name: str | None, num_classes: int):
+    """`--palette DATASET`: that dataset's colours, refused when it has too few for the model."""
     from ..data import get_palette
-    from ..data.metainfo import generated_palette
 
-    k = model.num_classes
-    if name is not None:
-        palette, source = get_palette(name), f"--palette {name}"
-    else:
-        palette, source = model.config.get("palette"), f"{folder}/config.json palette"
-    if palette is None:
-        return generated_palette(k)
-    if len(palette) < k:
-        raise ConfigError(f"{source} has {len(palette)} colours but the model predicts {k} classes")
-    return [tuple(int(v) for v in c) for c in palette]
+    if name is None:
+        return None  # the model's recorded palette, else a generated one
+    palette = get_palette(name)
+    if len(palette) < num_classes:
+        raise ConfigError(f"--palette {name} has {len(palette)} colours but the model predicts {num_classes} classes")
+    return palette

@@ -54,12 +54,18 @@ def read_image(path: str | os.PathLike, exif_transpose: bool = False) -> np.ndar
     img = _open(path)
     if exif_transpose:
         img = ImageOps.exif_transpose(img)
+    return pil_to_rgb(img, path)
+
+
+def pil_to_rgb(img: Image.Image, name: object = "image") -> np.ndarray:
+    """A decoded PIL image as uint8 RGB (H, W, 3), converted as `read_image` describes;
+    `name` is what an error message calls the image."""
     mode = img.mode
     if mode in _SIXTEEN_BIT:
         gray = _sixteen_to_eight(np.asarray(img))
         return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
     if mode == "F":
-        raise DataError(f"{path}: floating-point images (mode F) are not supported; save as 8-bit RGB")
+        raise DataError(f"{name}: floating-point images (mode F) are not supported; save as 8-bit RGB")
     if mode != "RGB":
         # Covers L, LA, 1, P, PA, RGBA, CMYK, YCbCr, ...: PIL drops alpha and expands palettes.
         img = img.convert("RGBA" if mode in {"P", "PA", "LA"} else "RGB").convert("RGB")

@@ -29,11 +29,15 @@ def build_model(cfg: ModelConfig, classes: list[str], palette: list) -> nn.Modul
     """`create_model` sized for `classes`; class names and palette go into `model.config`
     (and so into every saved checkpoint) so predictions can be named and coloured later."""
     from ..modeling.factory import create_model
+    from ..modeling.registry import is_open_vocabulary
 
     if cfg.num_classes is not None and cfg.num_classes != len(classes):
         raise ConfigError(f"model.num_classes is {cfg.num_classes} but the dataset has {len(classes)} "
                           "classes; set model.num_classes=null to follow the dataset")
-    model = create_model(cfg.name, num_classes=len(classes), pretrained=cfg.pretrained, **cfg.options)
+    options = dict(cfg.options)
+    if is_open_vocabulary(cfg.name):  # segment the dataset's classes, named
+        options.setdefault("classes", list(classes))
+    model = create_model(cfg.name, num_classes=len(classes), pretrained=cfg.pretrained, **options)
     model.config["classes"] = list(classes)
     model.config["palette"] = [list(map(int, c)) for c in palette]
     return model

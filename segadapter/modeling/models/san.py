@@ -99,7 +99,7 @@ def build_san(variant: str = "san-vit-b16", classes: Sequence[str] | None = None
 def _register() -> None:
     # `clip` only says where the initial CLIP weights come from: a saved SAN folder carries them
     for name in SAN_VARIANTS:
-        register_model(name, weight_options=("clip",))(
+        register_model(name, weight_options=("clip",), open_vocabulary=True)(
             lambda num_classes, _n=name, **kw: Segmentor(*build_san(_n, num_classes=num_classes, **kw), num_classes))
 
 
