@@ -3,6 +3,8 @@ helpers converters share (layout detection by tell-tale keys, key renaming)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -11,41 +13,33 @@ import torch
 DROP = "<drop>"
 
 
+@dataclass(frozen=True)
 class WeightConverter:
     """Published layouts of one backbone family -> our key names.
 
     `layouts` maps a layout name to its tell-tale (anchor key, possible prefixes); the first layout
-    whose anchor is present wins. Subclasses implement `convert`."""
+    whose anchor is present wins, unless the family gives its own `detect_layout(state)`.
+    `convert(state, layout) -> (state, dropped keys)` renames to full model keys; the optional hooks:
+    `fit(state, model) -> (removed keys, report notes)` adapts a converted state to the model in place
+    (resampled position embeddings), `optional_prefixes(layout)` names model keys that may stay
+    fresh with that layout, `describe(state) -> (widths, depths)` and `variant_name(widths, depths)`
+    word the error when a checkpoint holds another size of the family."""
 
-    family: str = ""
-    layouts: dict[str, tuple[str, tuple[str, ...]]] = {}
-    backbone_type: type = type(None)
+    family: str
+    layouts: dict
+    backbone_type: type
+    convert: Callable[[dict, str], tuple[dict, list[str]]]
+    detect: Callable[[dict], str | None] | None = None
+    fit: Callable[[dict, Any], tuple[list[str], list[str]]] = lambda state, model: ([], [])
+    optional_prefixes: Callable[[str], tuple[str, ...]] = lambda layout: ()
+    describe: Callable[[dict], tuple | None] = lambda state: None
+    variant_name: Callable[[Any, Any], str | None] = lambda widths, depths: None
 
     def handles(self, backbone) -> bool:
         return isinstance(backbone, self.backbone_type)
 
     def detect_layout(self, state: dict) -> str | None:
-        return first_layout(state, self.layouts)
-
-    def convert(self, state: dict[str, torch.Tensor], layout: str) -> tuple[dict[str, torch.Tensor], list[str]]:
-        """Rename `state` (in `layout`) to full model keys; returns (state, deliberately dropped keys)."""
-        raise NotImplementedError
-
-    def fit(self, state: dict[str, torch.Tensor], model) -> tuple[list[str], list[str]]:
-        """Adapt a converted state to `model` in place (resample position embeddings, drop what the
-        model does not have); returns (removed keys, notes for the load report)."""
-        return [], []
-
-    def optional_prefixes(self, layout: str) -> tuple[str, ...]:
-        """Model keys that may stay freshly initialised with this layout."""
-        return ()
-
-    def describe(self, state: dict) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-        """(widths, depths) of the encoder in a converted state dict, for error messages."""
-        return None
-
-    def variant_name(self, widths, depths) -> str | None:
-        return None
+        return self.detect(state) if self.detect is not None else first_layout(state, self.layouts)
 
     def checkpoint_filter_fn(self, state_dict: dict[str, torch.Tensor], model=None) -> dict[str, torch.Tensor]:
         """timm-style filter: a published state dict in our key names."""

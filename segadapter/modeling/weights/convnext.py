@@ -134,23 +134,11 @@ def _fit_shapes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
-class ConvNeXtConverter(WeightConverter):
-    family = FAMILY
-    layouts = LAYOUTS
-    backbone_type = ConvNeXt
 
-    def convert(self, state, layout):
-        return convert(state, layout)
-
-    def optional_prefixes(self, layout):
-        # ImageNet weights have no (or only the last) per-output norm.
-        return () if layout == "segadapter" else ("backbone.out_norms.",)
-
-    def describe(self, state):
-        return describe(state)
-
-    def variant_name(self, widths, depths):
-        return variant_name(widths, depths)
+def _optional_prefixes(layout: str) -> tuple[str, ...]:
+    # ImageNet weights have no (or only the last) per-output norm.
+    return () if layout == "segadapter" else ("backbone.out_norms.",)
 
 
-CONVERTER = register_converter(ConvNeXtConverter())
+CONVERTER = register_converter(WeightConverter(FAMILY, LAYOUTS, ConvNeXt, convert=convert, optional_prefixes=_optional_prefixes,
+                      describe=describe, variant_name=variant_name))

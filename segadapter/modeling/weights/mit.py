@@ -184,19 +184,4 @@ def _fit_shapes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
-class MiTConverter(WeightConverter):
-    family = FAMILY
-    layouts = LAYOUTS
-    backbone_type = MixVisionTransformer
-
-    def convert(self, state, layout):
-        return convert(state, layout)
-
-    def describe(self, state):
-        return describe(state)
-
-    def variant_name(self, widths, depths):
-        return variant_name(widths, depths)
-
-
-CONVERTER = register_converter(MiTConverter())
+CONVERTER = register_converter(WeightConverter(FAMILY, LAYOUTS, MixVisionTransformer, convert=convert, describe=describe, variant_name=variant_name))

@@ -67,19 +67,5 @@ def optional_prefixes(layout: str) -> tuple[str, ...]:
     return ("decode_head.",)  # a plain CLIP: the whole SAN head starts fresh
 
 
-class SANConverter(WeightConverter):
-    family = FAMILY
-    layouts = LAYOUTS
-    backbone_type = ClipBackbone
-
-    def detect_layout(self, state):
-        return weights_clip.detect_layout(state)
-
-    def convert(self, state, layout):
-        return convert(state, layout)
-
-    def optional_prefixes(self, layout):
-        return optional_prefixes(layout)
-
-
-CONVERTER = register_converter(SANConverter())
+CONVERTER = register_converter(WeightConverter(FAMILY, LAYOUTS, ClipBackbone, convert=convert, detect=weights_clip.detect_layout,
+                      optional_prefixes=optional_prefixes))

@@ -287,25 +287,5 @@ def variant_name(widths, depths) -> str | None:
                  if s.widths == tuple(widths) and s.depths == tuple(depths)), None)
 
 
-class ViTConverter(WeightConverter):
-    family = FAMILY
-    layouts = LAYOUTS
-    backbone_type = ViT
-
-    def detect_layout(self, state):
-        return detect_layout(state)
-
-    def convert(self, state, layout):
-        return convert(state, layout)
-
-    def fit(self, state, model):
-        return fit(state, model)
-
-    def describe(self, state):
-        return describe(state)
-
-    def variant_name(self, widths, depths):
-        return variant_name(widths, depths)
-
-
-CONVERTER = register_converter(ViTConverter())
+CONVERTER = register_converter(WeightConverter(FAMILY, LAYOUTS, ViT, convert=convert, detect=detect_layout, fit=fit, describe=describe,
+                      variant_name=variant_name))
