@@ -8,12 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 import torch
 
 from ..errors import ConfigError
-from ..evaluation.options import (add_inference_args, inference_options, load_model, model_preprocessing,
-                                  resolve_device, resolve_preprocessing)
+from ..evaluation.options import (add_inference_args, check_takes_class_names, inference_options, load_model,
+                                  model_class_names, model_preprocessing, resolve_device, resolve_preprocessing)
 
 
 def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
@@ -21,7 +22,8 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
         name,
         help="evaluate a model on a dataset split",
         description="Evaluate a model on a dataset split: per-class IoU and Acc, aAcc, mIoU, mAcc "
-        "(classes absent from both labels and predictions are left out of the means).",
+        "(classes absent from both labels and predictions are left out of the means). An open-vocabulary "
+        "model (san-*) trained on other classes is evaluated zero-shot on the dataset's class names.",
     )
     p.add_argument("ckpt", metavar="CKPT", help="model folder (save_pretrained) or training run folder")
     p.add_argument("--data", metavar="ROOT", help="dataset root folder [a run's own data.root]")
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         device = init_distributed(device.type).device
     rank = get_rank()
     try:
-        model, folder = load_model(args.ckpt, device, compile=args.compile)
+        model, folder = load_model(args.ckpt, device)  # compiled below, once its classes are set
         data_cfg = _run_data_config(folder)
         name = args.dataset or data_cfg.get("dataset")
         root = args.data or data_cfg.get("root")
@@ -59,11 +61,18 @@ def run(args: argparse.Namespace) -> int:
         transform = pre.transforms()  # the model's resize rule and normalisation; labels untouched
         data_options = {**(data_cfg.get("options") or {}), **(data_cfg.get("val_options") or {})}
         dataset = build_dataset(name, root, args.split, transform, **data_options)
+        zero_shot = _zero_shot(model, name, dataset.classes)
+        if zero_shot and rank == 0:
+            print(zero_shot, file=sys.stderr if args.json else sys.stdout, flush=True)
         if model.num_classes != len(dataset.classes):
             raise ConfigError(
                 f"{folder}: the model predicts {model.num_classes} classes but {name} "
                 f"has {len(dataset.classes)}; evaluate it on the dataset it was trained for"
             )
+        if args.compile:
+            from ..utils.compile import compile_for_inference
+
+            model = compile_for_inference(model, device)
         result = evaluate(
             model, dataset, device=device, progress=not args.no_progress,
             num_workers=args.workers, **options,
@@ -74,13 +83,30 @@ def run(args: argparse.Namespace) -> int:
     if rank != 0:
         return 0
     if args.json:
-        meta = {"checkpoint": str(folder), "dataset": name, "split": args.split, "scale": scale,
+        meta = {"checkpoint": str(folder), "dataset": name, "split": args.split, "zero_shot": bool(zero_shot),
+                "scale": scale,
                 "images": len(dataset), **{k: _jsonable(v) for k, v in options.items()}}
         print(json.dumps({**meta, **result.to_dict()}))
     else:
         print(f"{folder} on {name}/{args.split} ({len(dataset)} images)")
         print(result.table())
     return 0
+
+
+def _zero_shot(model, dataset_name: str, classes) -> str | None:
+    """An open-vocabulary model whose classes are not the dataset's gets the dataset's class names
+    (zero-shot); returns the line saying so, or None when nothing changed. Refused in one line when
+    the model cannot read names (no CLIP weights / vocabulary)."""
+    if not getattr(model, "open_vocabulary", False):
+        return None
+    own, names = model_class_names(model), list(classes)
+    if own == names:
+        return None
+    check_takes_class_names(model, f"zero-shot evaluation on {dataset_name}", names)
+    model.set_classes(names)
+    shown = ", ".join(own[:5]) + (", ..." if len(own) > 5 else "") if own else "?"
+    return (f"zero-shot: segmenting {dataset_name}'s {len(names)} class names instead of the model's "
+            f"{len(own) if own else '?'} ({shown})")
 
 
 def _run_data_config(model_dir) -> dict:

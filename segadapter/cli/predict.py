@@ -16,8 +16,10 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..evaluation.options import (add_inference_args, inference_options, load_model, model_preprocessing,
-                                  resolve_device, resolve_preprocessing)
+from ..evaluation.options import (add_inference_args, check_takes_class_names, inference_options, load_model,
+                                  model_preprocessing, read_class_names, resolve_device, resolve_preprocessing)
+
+MAX_PNG_CLASSES = 255  # class-id PNGs: ids 0-254, 255 = ignore
 
 
 def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
@@ -37,8 +39,13 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     p.add_argument("--palette", metavar="DATASET",
                    help="overlay colours of a dataset: camvid, ade20k, cityscapes, coco-stuff164k "
                    "[the model's saved palette, else a generated one]")
-    p.add_argument("--classes", metavar="NAMES",
-                   help="comma-separated class names, for open-vocabulary models only")
+    names = p.add_mutually_exclusive_group()
+    names.add_argument("--classes", metavar="NAMES",
+                       help="open-vocabulary models (san-*) only: segment these comma-separated class names, "
+                       "e.g. \"sky,road,car,tree\" (needs a model built with CLIP weights and vocabulary)")
+    names.add_argument("--classes-file", metavar="FILE",
+                       help="like --classes, one name a line (names may hold commas; blank lines and "
+                       "# comments skipped)")
     add_inference_args(p)
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="images of one size per forward pass [4]")
@@ -53,15 +60,22 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.opacity <= 1.0:
         raise ConfigError(f"--opacity must be between 0 and 1, got {args.opacity}")
+    classes = read_class_names(args.classes, args.classes_file)
+    flag = "--classes-file" if args.classes_file is not None else "--classes"
+    if classes is not None and len(classes) > MAX_PNG_CLASSES:
+        raise ConfigError(f"{flag}: {len(classes)} class names, but class-id PNGs hold ids 0-{MAX_PNG_CLASSES - 1} "
+                          f"(255 = ignore); name at most {MAX_PNG_CLASSES}")
     device = resolve_device(args.device)
     images = _collect_inputs(args.inputs)
     out_dir = Path(args.out)
     _check_outputs(images, out_dir, args.overlay_format)
     model, folder = load_model(args.ckpt, device, compile=False)
+    if classes is not None:
+        check_takes_class_names(model, flag, classes)  # a fixed-class model, or a SAN without CLIP weights
     pre = resolve_preprocessing(args, model_preprocessing(model, folder))
     options = inference_options(args, pre)
-    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
-    palette = _palette(args.palette, len(classes) if classes else model.num_classes)
+    palette = _palette(args.palette, len(classes) if classes else model.num_classes,
+                       f"{flag} names" if classes else "the model predicts")
     if palette is None and classes is None and pre.palette is not None and len(pre.palette) < model.num_classes:
         raise ConfigError(f"{folder}/config.json palette has {len(pre.palette)} colours but the model predicts "
                           f"{model.num_classes} classes")
@@ -110,13 +124,14 @@ def _check_outputs(images: list[Path], out_dir: Path, overlay_format: str = "png
                 raise ConfigError(f"{out_dir / name}: is an input image; choose another --out folder")
 
 
-def _palette(name: str | None, num_classes: int):
-    """`--palette DATASET`: that dataset's colours, refused when it has too few for the model."""
+def _palette(name: str | None, num_classes: int, who: str = "the model predicts"):
+    """`--palette DATASET`: that dataset's colours, refused when it has too few for the classes."""
     from ..data import get_palette
 
     if name is None:
         return None  # the model's recorded palette, else a generated one
     palette = get_palette(name)
     if len(palette) < num_classes:
-        raise ConfigError(f"--palette {name} has {len(palette)} colours but the model predicts {num_classes} classes")
+        hint = "; leave out --palette (colours are then generated)" if who != "the model predicts" else ""
+        raise ConfigError(f"--palette {name} has {len(palette)} colours but {who} {num_classes} classes{hint}")
     return palette

@@ -102,3 +102,91 @@ def load_model(ckpt: str, device: torch.device, compile: bool = False) -> tuple[
 def model_preprocessing(model: nn.Module, folder: Path) -> Preprocessing:
     """The record in the model's config.json (a folder without one is said once)."""
     return preprocessing_of(getattr(model, "_orig_mod", model), source=str(folder))
+
+
+# -- class names for open-vocabulary models (predict --classes / --classes-file, eval zero-shot) --
+
+def read_class_names(names: str | None = None, file: str | None = None) -> list[str] | None:
+    """`--classes "a,b,c"` or `--classes-file FILE` (one name a line; blank lines and lines
+    starting with # skipped; names may hold commas) -> the names, checked: ConfigError naming the
+    problem for an empty list, an empty, duplicate (case-insensitive) or over-long name."""
+    from ..modeling.heads.san import MAX_NAME_CHARS
+
+    if names is not None and file is not None:
+        raise ConfigError("--classes and --classes-file both name the classes; give one")
+    if names is None and file is None:
+        return None
+    if file is not None:
+        where = f"--classes-file {file}"
+        path = Path(file)
+        if not path.is_file():
+            raise ConfigError(f"{where}: no such file")
+        try:
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{where}: cannot read it as UTF-8 text ({e})") from None
+        entries = [(f"line {i}", line.strip()) for i, line in enumerate(lines, 1)
+                   if line.strip() and not line.lstrip().startswith("#")]
+        if not entries:
+            raise ConfigError(f"{where}: no class names in it (one name a line; # comments and blank "
+                              "lines are skipped)")
+    else:
+        where = "--classes"
+        parts = [p.strip() for p in names.split(",")]
+        if not any(parts):
+            raise ConfigError("--classes: no class names given (e.g. --classes \"sky,road,car\")")
+        for i, p in enumerate(parts, 1):
+            if not p:
+                raise ConfigError(f"--classes {names!r}: name #{i} is empty (two commas in a row, or a "
+                                  "leading/trailing comma?)")
+        entries = [(f"name #{i}", p) for i, p in enumerate(parts, 1)]
+    seen: dict[str, tuple[str, str]] = {}
+    for at, name in entries:
+        if len(name) > MAX_NAME_CHARS:
+            raise ConfigError(f"{where}: {at} ({name[:40]!r}...) is longer than {MAX_NAME_CHARS} characters")
+        key = " ".join(name.lower().split())
+        if key in seen:
+            first_at, first = seen[key]
+            same = "" if first == name else f" as {first!r}"
+            raise ConfigError(f"{where}: {at}: duplicate class name {name!r} (already {first_at}{same}); "
+                              "each class must be named once")
+        seen[key] = (at, name)
+    return [name for _, name in entries]
+
+
+def check_takes_class_names(model: nn.Module, what: str = "class names", names: Sequence[str] | None = None) -> None:
+    """ConfigError (one line, before any work) when `model` cannot segment classes given by name:
+    a fixed-class model, or an open-vocabulary model whose CLIP is random (built without CLIP
+    weights: nothing can be recognised by name) or that has no CLIP vocabulary. `names` equal to
+    the model's own (in order) need no text tower: they are what it segments already."""
+    from ..modeling.heads.san import BRING_CLIP, BRING_VOCAB
+
+    model = getattr(model, "_orig_mod", model)
+    name = getattr(model, "config", {}).get("name", type(model).__name__)
+    if not getattr(model, "open_vocabulary", callable(getattr(model, "set_classes", None))):
+        k = getattr(model, "num_classes", None)
+        raise ConfigError(f"{what}: only open-vocabulary models (san-*) take class names; {name} segments "
+                          f"the fixed set of {k} classes it was trained on")
+    if names is not None and list(names) == model_class_names(model):
+        return
+    pretrained = getattr(getattr(model, "backbone", None), "clip_pretrained", None)
+    if isinstance(pretrained, torch.Tensor) and not bool(pretrained):
+        raise ConfigError(f"{what}: {name} was built without CLIP weights (its CLIP is random), so it cannot "
+                          f"recognise anything by name. Bring {BRING_CLIP}, and {BRING_VOCAB}, when "
+                          "creating or training the model (model.options.clip / model.options.vocab); "
+                          "nothing is downloaded")
+    head = getattr(model, "decode_head", None)
+    if head is not None and hasattr(head, "tokenizer") and head.tokenizer is None:
+        raise ConfigError(f"{what}: {name} has CLIP weights but no CLIP vocabulary to read class names with; "
+                          f"bring {BRING_VOCAB} (model.options.vocab); nothing is downloaded")
+
+
+def model_class_names(model: nn.Module) -> list[str] | None:
+    """The class names an (open-vocabulary) model segments now, if it names them."""
+    model = getattr(model, "_orig_mod", model)
+    for owner, attr in ((getattr(model, "decode_head", None), "class_names"), (model, "classes")):
+        names = getattr(owner, attr, None)
+        if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+            return list(names)
+    names = getattr(model, "config", {}).get("classes")
+    return list(names) if isinstance(names, (list, tuple)) else None

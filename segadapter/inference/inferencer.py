@@ -119,10 +119,11 @@ class Inferencer:
         """Name the classes to segment: for open-vocabulary models any list (passed on to the
         model's `set_classes`); otherwise None (the recorded names)."""
         if classes is None:
+            from ..evaluation.options import model_class_names
+
             recorded = self.preprocessing.classes
-            own = getattr(self.model, "classes", None)  # an open-vocabulary model may name its current set
-            if recorded is None and isinstance(own, (list, tuple)) and all(isinstance(c, str) for c in own):
-                recorded = own
+            if recorded is None:  # an open-vocabulary model may name its current set
+                recorded = model_class_names(self.model) if self.open_vocabulary else None
             self.classes = list(recorded) if recorded is not None else None
             return
         names = [str(c).strip() for c in classes]
@@ -132,13 +133,17 @@ class Inferencer:
             name = getattr(self.model, "config", {}).get("name", type(self.model).__name__)
             raise ConfigError(f"{name} segments a fixed set of classes; class names can only be given to "
                               "open-vocabulary models (with set_classes)")
+        from ..evaluation.options import check_takes_class_names, model_class_names
+
         if names != self.classes:
-            try:
-                self.model.set_classes(names)
-            except SegAdapterError:
-                raise
-            except (ValueError, KeyError, TypeError) as e:
-                raise ConfigError(f"classes {names}: the model cannot take them ({e})") from None
+            if names != model_class_names(self.model):  # its own names need no text tower
+                check_takes_class_names(self.model, "classes", names)  # e.g. a SAN without CLIP weights
+                try:
+                    self.model.set_classes(names)
+                except SegAdapterError:
+                    raise
+                except (ValueError, KeyError, TypeError) as e:
+                    raise ConfigError(f"classes {names}: the model cannot take them ({e})") from None
             self.classes = names
 
     @property

@@ -140,5 +140,12 @@ def _optional_prefixes(layout: str) -> tuple[str, ...]:
     return () if layout == "segadapter" else ("backbone.out_norms.",)
 
 
-CONVERTER = register_converter(WeightConverter(FAMILY, LAYOUTS, ConvNeXt, convert=convert, optional_prefixes=_optional_prefixes,
-                      describe=describe, variant_name=variant_name))
+CONVERTER = register_converter(WeightConverter(
+    FAMILY,
+    LAYOUTS,
+    ConvNeXt,
+    convert=convert,
+    optional_prefixes=_optional_prefixes,
+    describe=describe,
+    variant_name=variant_name,
+))

@@ -184,4 +184,11 @@ def _fit_shapes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
-CONVERTER = register_converter(WeightConverter(FAMILY, LAYOUTS, MixVisionTransformer, convert=convert, describe=describe, variant_name=variant_name))
+CONVERTER = register_converter(WeightConverter(
+    FAMILY,
+    LAYOUTS,
+    MixVisionTransformer,
+    convert=convert,
+    describe=describe,
+    variant_name=variant_name,
+))

@@ -67,5 +67,11 @@ def optional_prefixes(layout: str) -> tuple[str, ...]:
     return ("decode_head.",)  # a plain CLIP: the whole SAN head starts fresh
 
 
-CONVERTER = register_converter(WeightConverter(FAMILY, LAYOUTS, ClipBackbone, convert=convert, detect=weights_clip.detect_layout,
-                      optional_prefixes=optional_prefixes))
+CONVERTER = register_converter(WeightConverter(
+    FAMILY,
+    LAYOUTS,
+    ClipBackbone,
+    convert=convert,
+    detect=weights_clip.detect_layout,
+    optional_prefixes=optional_prefixes,
+))

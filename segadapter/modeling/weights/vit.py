@@ -287,5 +287,13 @@ def variant_name(widths, depths) -> str | None:
                  if s.widths == tuple(widths) and s.depths == tuple(depths)), None)
 
 
-CONVERTER = register_converter(WeightConverter(FAMILY, LAYOUTS, ViT, convert=convert, detect=detect_layout, fit=fit, describe=describe,
-                      variant_name=variant_name))
+CONVERTER = register_converter(WeightConverter(
+    FAMILY,
+    LAYOUTS,
+    ViT,
+    convert=convert,
+    detect=detect_layout,
+    fit=fit,
+    describe=describe,
+    variant_name=variant_name,
+))
