@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from segadapter.analysis.flops import MacCounter
 from segadapter.errors import ConfigError
 from segadapter.modeling.heads import segdeformer as sd
+from segadapter.modeling.layers import attention_kernels as attention_layers
 from segadapter.modeling.heads.segdeformer import SegDeformerHead, attend
 from segadapter.modeling.backbones.mit import mit
 from segadapter.modeling.models.segdeformer import SEGDEFORMER_VARIANTS, build_segdeformer, build_segdeformer_by_name
@@ -162,14 +163,14 @@ def test_training_forward_and_aux_equal_explicit_reference():
 
 @pytest.mark.parametrize("mode", ["fused", "chunked", "strided-auto"])
 def test_attend_equals_explicit_softmax_with_gradients(mode, monkeypatch):
-    monkeypatch.setattr(sd, "_CHUNK_SCORES", 200)  # several query chunks of a 60 x 50 problem
+    monkeypatch.setattr(attention_layers, "_CHUNK_SCORES", 200)  # several query chunks of a 60 x 50 problem
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 1, n, 8, generator=g, dtype=torch.float64) for n in (60, 50, 50))
     if mode == "strided-auto":  # a strided last dim makes torch's SDPA take its full-matrix path
         q = q.transpose(-1, -2).contiguous().transpose(-1, -2)
-        assert sd._sdpa_would_materialise(q, k, v, 0.3)
+        assert attention_layers._sdpa_would_materialise(q, k, v, 0.3)
     else:
-        assert not sd._sdpa_would_materialise(q, k, v, 0.3)  # CPU: fused kernel for contiguous tokens
+        assert not attention_layers._sdpa_would_materialise(q, k, v, 0.3)  # CPU: fused kernel for contiguous tokens
     ins = [t.clone().requires_grad_() for t in (q, k, v)]
     out = attend(*ins, scale=0.3, chunked={"fused": False, "chunked": True, "strided-auto": None}[mode])
     ref_ins = [t.clone().requires_grad_() for t in (q, k, v)]
