@@ -129,8 +129,6 @@ def test_timm_file_loads_and_fresh_head_trains(tmp_path):
     assert model.decode_head.class_embed.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.xfail(strict=True, reason="weights/load.py keeps a published decode head only when the head says "
-                   "`loads_published_heads`; ATMHead does not, so the official release's head is dropped")
 def test_official_release_head_loads_through_create_model(tmp_path):
     """The official SegViT release (mmseg backbone + `decode_head.input_proj_i` ... `class_embed`)
     through the public path: its head should load, not be left fresh."""

@@ -133,6 +133,7 @@ class MaskClassificationHead(nn.Module):
 
     num_classes: int
     output_stride: int = 16
+    loads_published_heads = True  # the official SegViT release's head maps onto ours (weights/vit.py)
 
     def _loss_options(self, ce_weight, focal_weight, dice_weight, no_object_weight, focal_alpha,
                       focal_gamma, ignore_index):
