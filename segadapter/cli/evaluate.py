@@ -13,8 +13,9 @@ import sys
 import torch
 
 from ..errors import ConfigError
-from ..evaluation.options import (add_inference_args, check_takes_class_names, inference_options, load_model,
-                                  model_class_names, model_preprocessing, resolve_device, resolve_preprocessing)
+from ..evaluation.options import (add_inference_args, check_takes_class_names, holds_placeholders, inference_options,
+                                  load_model, model_class_names, model_preprocessing, resolve_device,
+                                  resolve_preprocessing)
 
 
 def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
@@ -61,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
         transform = pre.transforms()  # the model's resize rule and normalisation; labels untouched
         data_options = {**(data_cfg.get("options") or {}), **(data_cfg.get("val_options") or {})}
         dataset = build_dataset(name, root, args.split, transform, **data_options)
-        zero_shot = _zero_shot(model, name, dataset.classes)
-        if zero_shot and rank == 0:
-            print(zero_shot, file=sys.stderr if args.json else sys.stdout, flush=True)
+        note, zero_shot = _dataset_class_names(model, name, dataset.classes)
+        if note and rank == 0:
+            print(note, file=sys.stderr if args.json else sys.stdout, flush=True)
         if model.num_classes != len(dataset.classes):
             raise ConfigError(
                 f"{folder}: the model predicts {model.num_classes} classes but {name} "
@@ -83,9 +84,8 @@ def run(args: argparse.Namespace) -> int:
     if rank != 0:
         return 0
     if args.json:
-        meta = {"checkpoint": str(folder), "dataset": name, "split": args.split, "zero_shot": bool(zero_shot),
-                "scale": scale,
-                "images": len(dataset), **{k: _jsonable(v) for k, v in options.items()}}
+        meta = {"checkpoint": str(folder), "dataset": name, "split": args.split, "zero_shot": zero_shot,
+                "scale": scale, "images": len(dataset), **{k: _jsonable(v) for k, v in options.items()}}
         print(json.dumps({**meta, **result.to_dict()}))
     else:
         print(f"{folder} on {name}/{args.split} ({len(dataset)} images)")
@@ -93,20 +93,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _zero_shot(model, dataset_name: str, classes) -> str | None:
-    """An open-vocabulary model whose classes are not the dataset's gets the dataset's class names
-    (zero-shot); returns the line saying so, or None when nothing changed. Refused in one line when
-    the model cannot read names (no CLIP weights / vocabulary)."""
+def _dataset_class_names(model, dataset_name: str, classes) -> tuple[str | None, bool]:
+    """(line to print or None, zero-shot?). An open-vocabulary model whose classes are not the
+    dataset's gets the dataset's class names (zero-shot); refused in one line when the model cannot
+    read names (no CLIP weights / vocabulary)."""
     if not getattr(model, "open_vocabulary", False):
-        return None
+        return None, False
     own, names = model_class_names(model), list(classes)
     if own == names:
-        return None
+        if not holds_placeholders(model):
+            return None, False
+        model.set_classes(names)  # CLIP weights were loaded after the names were set: embed them now
+        return (f"embedding {dataset_name}'s {len(names)} class names with CLIP's text tower "
+                "(the model held placeholder embeddings)"), False
     check_takes_class_names(model, f"zero-shot evaluation on {dataset_name}", names)
     model.set_classes(names)
     shown = ", ".join(own[:5]) + (", ..." if len(own) > 5 else "") if own else "?"
     return (f"zero-shot: segmenting {dataset_name}'s {len(names)} class names instead of the model's "
-            f"{len(own) if own else '?'} ({shown})")
+            f"{len(own) if own else '?'} ({shown})"), True
 
 
 def _run_data_config(model_dir) -> dict:

@@ -167,18 +167,44 @@ def check_takes_class_names(model: nn.Module, what: str = "class names", names: 
         k = getattr(model, "num_classes", None)
         raise ConfigError(f"{what}: only open-vocabulary models (san-*) take class names; {name} segments "
                           f"the fixed set of {k} classes it was trained on")
-    if names is not None and list(names) == model_class_names(model):
+    if names is not None and list(names) == model_class_names(model) and not holds_placeholders(model):
         return
-    pretrained = getattr(getattr(model, "backbone", None), "clip_pretrained", None)
-    if isinstance(pretrained, torch.Tensor) and not bool(pretrained):
+    problem = _naming_problem(model)
+    if problem == "clip":
         raise ConfigError(f"{what}: {name} was built without CLIP weights (its CLIP is random), so it cannot "
                           f"recognise anything by name. Bring {BRING_CLIP}, and {BRING_VOCAB}, when "
                           "creating or training the model (model.options.clip / model.options.vocab); "
                           "nothing is downloaded")
-    head = getattr(model, "decode_head", None)
-    if head is not None and hasattr(head, "tokenizer") and head.tokenizer is None:
+    if problem == "vocab":
         raise ConfigError(f"{what}: {name} has CLIP weights but no CLIP vocabulary to read class names with; "
                           f"bring {BRING_VOCAB} (model.options.vocab); nothing is downloaded")
+
+
+def _naming_problem(model: nn.Module) -> str | None:
+    """Why an open-vocabulary model cannot embed class names: "clip" (random CLIP), "vocab" (no
+    tokenizer), or None."""
+    pretrained = getattr(getattr(model, "backbone", None), "clip_pretrained", None)
+    if isinstance(pretrained, torch.Tensor) and not bool(pretrained):
+        return "clip"
+    head = getattr(model, "decode_head", None)
+    if head is not None and hasattr(head, "tokenizer") and head.tokenizer is None:
+        return "vocab"
+    return None
+
+
+def holds_placeholders(model: nn.Module) -> bool:
+    """True when a SAN head could embed its class names with CLIP's text tower (trained CLIP and a
+    vocabulary) but still holds the placeholder vectors of those names: e.g. built with
+    `pretrained=` CLIP or SAN-release weights, which leave the embeddings to the names. Such a
+    model must embed its names before it can recognise them."""
+    from ..modeling.heads.san import placeholder_embeddings
+
+    model = getattr(model, "_orig_mod", model)
+    head = getattr(model, "decode_head", None)
+    emb, names = getattr(head, "class_embeddings", None), getattr(head, "class_names", None)
+    if not isinstance(emb, torch.Tensor) or not names or _naming_problem(model) is not None:
+        return False
+    return torch.allclose(emb.detach().float().cpu(), placeholder_embeddings(list(names), emb.shape[1]))
 
 
 def model_class_names(model: nn.Module) -> list[str] | None:

@@ -133,10 +133,11 @@ class Inferencer:
             name = getattr(self.model, "config", {}).get("name", type(self.model).__name__)
             raise ConfigError(f"{name} segments a fixed set of classes; class names can only be given to "
                               "open-vocabulary models (with set_classes)")
-        from ..evaluation.options import check_takes_class_names, model_class_names
+        from ..evaluation.options import check_takes_class_names, holds_placeholders, model_class_names
 
-        if names != self.classes:
-            if names != model_class_names(self.model):  # its own names need no text tower
+        stale = holds_placeholders(self.model)  # could embed its names by text but has not yet
+        if names != self.classes or stale:
+            if names != model_class_names(self.model) or stale:  # its own names need no text tower
                 check_takes_class_names(self.model, "classes", names)  # e.g. a SAN without CLIP weights
                 try:
                     self.model.set_classes(names)
