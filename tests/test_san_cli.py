@@ -229,13 +229,47 @@ def test_eval_closed_set_mismatch_keeps_its_error(capsys, models, camvid):
 def test_placeholder_embeddings_of_a_trained_clip_are_replaced(capsys, models, camvid, images, tmp_path):
     """A model whose CLIP came through `pretrained=` (or the SAN release) still holds the placeholder
     vectors of its names: naming the same classes, or evaluating on them, embeds them by text."""
-    inf = segadapter.Inferencer(models["late"], device="cpu")
-    assert holds_placeholders(inf.model)
-    inf.set_classes(CAMVID_CLASSES)
+    model = segadapter.from_pretrained(models["late"])
+    assert holds_placeholders(model)
+    inf = segadapter.Inferencer(model, device="cpu")  # no classes named: its own are embedded
     assert not holds_placeholders(inf.model) and inf.model.decode_head.embeddings_source == "text"
+    assert inf.classes == CAMVID_CLASSES
+    model = segadapter.from_pretrained(models["late"])
+    segadapter.Inferencer(model, device="cpu", classes=CAMVID_CLASSES)  # the same names, named
+    assert not holds_placeholders(model)
     code, out, err = _run(capsys, "eval", models["late"], "--data", camvid, "--dataset", "camvid", "--device", "cpu")
     assert code == 0, err
     assert out.splitlines()[0] == ("embedding camvid's 11 class names with CLIP's text tower "
                                    "(the model held placeholder embeddings)")
     code, out, err = _run(capsys, "eval", models["text"], "--data", camvid, "--dataset", "camvid", "--device", "cpu")
     assert "placeholder" not in out
+
+
+# -- the published recipe --------------------------------------------------------------------
+
+
+def test_coco_stuff_recipe_config():
+    """san_coco-stuff164k: SAN's recipe, and every trainable parameter at lr 1e-4 (weight decay 1e-4,
+    none for norms, position and query embeddings). A tiny model of the same structure stands in."""
+    from segadapter.engine import load_config
+    from segadapter.engine.optim import param_groups
+
+    cfg = load_config("san_coco-stuff164k")
+    assert cfg.model.name == "san-vit-b16" and cfg.data.dataset == "coco-stuff164k"
+    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.grad_clip) == (1e-4, 1e-4, 0.01)
+    assert (cfg.schedule.max_iters, cfg.schedule.warmup_iters, cfg.schedule.power) == (60000, 0, 0.9)
+    assert cfg.data.batch_size == 32 and cfg.data.crop_size == (640, 640) and cfg.train.amp == "fp16"
+    short = [cfg.data.scale[1] * r for r in cfg.data.ratio_range]
+    assert short == [320, 960] and cfg.data.scale[0] / cfg.data.scale[1] == 4  # the test's 640 x 2560 cap
+    model = segadapter.create_model("san-vit-b16", classes=TRAINED_ON, **SMALL)
+    groups = param_groups(model, cfg.optim)
+    assert {g["lr"] for g in groups} == {1e-4}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {n for g in groups for n in g["names"]} == trainable
+    no_decay = {n for g in groups if g["weight_decay"] == 0 for n in g["names"]}
+    for name in ("decode_head.side.pos_embed", "decode_head.side.query_embed", "decode_head.side.query_pos_embed",
+                 "backbone.clip.visual.positional_embedding"):
+        assert name in no_decay, name
+    norms = {n for n in trainable if "norm" in n}
+    assert norms and norms <= no_decay  # linear biases decay, as in detectron2's defaults
+    assert "decode_head.side.blocks.0.attn.qkv.weight" in trainable - no_decay

@@ -119,8 +119,10 @@ class Inferencer:
         """Name the classes to segment: for open-vocabulary models any list (passed on to the
         model's `set_classes`); otherwise None (the recorded names)."""
         if classes is None:
-            from ..evaluation.options import model_class_names
+            from ..evaluation.options import holds_placeholders, model_class_names
 
+            if holds_placeholders(self.model):  # CLIP weights came after its names: embed them by text now
+                self.model.set_classes(model_class_names(self.model))
             recorded = self.preprocessing.classes
             if recorded is None:  # an open-vocabulary model may name its current set
                 recorded = model_class_names(self.model) if self.open_vocabulary else None
