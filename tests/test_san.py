@@ -308,7 +308,8 @@ def test_official_release_keys_convert():
 
     bb, head = _tiny()
     model = torch.nn.ModuleDict({"backbone": bb, "decode_head": head})
-    ours = {k: v for k, v in model.state_dict().items() if k not in ("backbone.clip_pretrained", "decode_head.class_embeddings")}
+    ours = {k: v for k, v in model.state_dict().items()
+            if k not in ("backbone.clip_pretrained", "decode_head.class_embeddings", "decode_head.text_embedded")}
     official = _official_names(ours)
     official.update({"criterion.empty_weight": torch.ones(4), "pixel_mean": torch.zeros(3, 1, 1)})
     assert weights_san.CONVERTER.detect_layout(official) == "san"
@@ -317,7 +318,7 @@ def test_official_release_keys_convert():
     assert set(converted) == set(ours) | {"backbone.clip_pretrained"}
     for k, v in ours.items():
         assert torch.equal(converted[k], v), k
-    assert weights_san.CONVERTER.optional_prefixes("san") == ("decode_head.class_embeddings",)
+    assert weights_san.CONVERTER.optional_prefixes("san") == ("decode_head.class_embeddings", "decode_head.text_embedded")
 
 
 @pytest.mark.filterwarnings("ignore")

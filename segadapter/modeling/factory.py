@@ -38,6 +38,9 @@ def create_model(name: str, num_classes: int | None = None, pretrained: str | os
     model.config = {"name": name, "num_classes": num_classes, "options": to_plain(options)}
     if pretrained is not None:
         model.load_report = load_pretrained(model, pretrained)
+        hook = getattr(model.decode_head, "on_weights_loaded", None)
+        if hook is not None:  # e.g. SAN embeds its class names once CLIP's text tower is loaded
+            hook()
     return model
 
 

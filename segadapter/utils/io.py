@@ -38,11 +38,14 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def to_plain(value: Any) -> Any:
-    """Nested dicts with tuples turned into lists: the form JSON and YAML round-trip unchanged."""
+    """Nested dicts with tuples turned into lists and paths into strings: the form JSON and YAML
+    round-trip unchanged."""
     if isinstance(value, dict):
         return {k: to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     return value
 
 

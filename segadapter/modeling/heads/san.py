@@ -124,7 +124,18 @@ class SANHead(nn.Module):
             class_embeddings = placeholder_embeddings(names, embed_dim)
         self.register_buffer("class_embeddings", class_embeddings.to(self.no_object_embed.device))
         self.class_names = names
-        self.embeddings_source = "placeholder"
+        # saved with the model: whether `class_embeddings` came from CLIP's text tower
+        self.register_buffer("text_embedded", torch.tensor(False, device=self.no_object_embed.device))
+
+    @property
+    def embeddings_source(self) -> str:
+        return "text" if (not self.text_embedded.is_meta and bool(self.text_embedded)) else "placeholder"
+
+    def on_weights_loaded(self) -> None:
+        """After published CLIP / SAN weights arrive: embed the class names by text, if the model now
+        can (trained CLIP and a tokenizer) and has not."""
+        if self.embeddings_source == "placeholder" and bool(self.backbone.clip_pretrained) and self.tokenizer:
+            self.set_classes(self.class_names)
 
     @property
     def backbone(self) -> ClipBackbone:
@@ -163,7 +174,7 @@ class SANHead(nn.Module):
     def _store(self, names: list[str], emb: torch.Tensor, source: str) -> None:
         self.class_embeddings = emb.to(self.class_embeddings.device, self.class_embeddings.dtype)
         self.class_names = list(names)
-        self.embeddings_source = source
+        self.text_embedded.fill_(source == "text")
 
     def clear_text_cache(self) -> None:
         """Forget cached class embeddings (call after CLIP's weights change)."""

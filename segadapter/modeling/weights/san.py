@@ -63,7 +63,7 @@ def convert(state: dict[str, torch.Tensor], layout: str) -> tuple[dict[str, torc
 
 def optional_prefixes(layout: str) -> tuple[str, ...]:
     if layout == "san":
-        return ("decode_head.class_embeddings",)
+        return ("decode_head.class_embeddings", "decode_head.text_embedded")
     return ("decode_head.",)  # a plain CLIP: the whole SAN head starts fresh
 
 
