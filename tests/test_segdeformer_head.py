@@ -349,7 +349,10 @@ _MEMORY_SCRIPT = textwrap.dedent("""
             run()
     else:
         run()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM is this process image's own high-water mark; ru_maxrss is not: Linux carries it over
+    # from the parent at fork, so under a big pytest process it would report the parent's size
+    with open("/proc/self/status") as f:
+        peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
     print(json.dumps({"extra_mib": peak - before}))
 """)
 
