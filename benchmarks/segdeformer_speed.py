@@ -42,6 +42,20 @@ DEFAULT_SIZES = ("512x512", "1024x1024")
 
 
 # ----------------------------------------------------------------------------- models
+class _HeadOnly:
+    """The head on fixed random MiT-B1-shaped features of an H x W image."""
+
+    def __init__(self, head, size):
+        import torch
+
+        h, w = size
+        self.head = head
+        self.feats = [torch.randn(1, c, h // 4 // 2 ** i, w // 4 // 2 ** i) for i, c in enumerate(B1_WIDTHS)]
+
+    def __call__(self, *_):
+        return self.head.predict(self.head(self.feats))
+
+
 def _explicit_attend(q, k, v, scale, chunked=None):
     """softmax(q k^T * scale) v with the full N x N score matrix (and its softmax) in memory."""
     import torch
