@@ -21,12 +21,7 @@ from segadapter.evaluation.visualize import overlay as overlay_fn
 PRE = Preprocessing(scale=(48, 32), classes=["a", "b", "c"], palette=[[200, 0, 0], [0, 200, 0], [0, 0, 200]])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,7 @@ from segadapter.serve.uploads import Limits, read_upload
 PRE = Preprocessing(scale=(64, 48), classes=["sky", "road", "car"], palette=[[10, 20, 30], [200, 0, 0], [0, 200, 0]])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
