@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from worker_process import Worker  # benchmarks/ is on sys.path when a script runs
+
 SIZES = {"512x512": (512, 512), "480x360": (360, 480)}  # (H, W)
 HF_CONFIGS = {
     "b0": dict(hidden_sizes=[32, 64, 160, 256], decoder_hidden_size=256, depths=[2, 2, 2, 2]),
@@ -152,33 +154,10 @@ def parity(case: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- parent side
-class Worker:
-    def __init__(self, spec: dict, env: dict):
-        self.log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)], env=env, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
-
-    def ask(self, command: str) -> str:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self.read()
-
-    def read(self) -> str:
-        line = self.proc.stdout.readline()
-        if not line:
-            self.log.seek(0)
-            raise RuntimeError(f"benchmark worker died:\n{self.log.read()[-3000:]}")
-        return line.strip()
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait()
-
-
 def interleaved(specs: dict[str, dict], rounds: int, warmup: int, env: dict, burst: int = 1) -> dict:
     """Median ms and peak extra MB per named spec, timed round-robin across worker processes;
     each turn runs `burst` calls back to back and keeps the last one's time."""
-    workers = {name: Worker(spec, env) for name, spec in specs.items()}
+    workers = {name: Worker(__file__, spec, env) for name, spec in specs.items()}
     try:
         for w in workers.values():
             assert w.read() == "ready"

@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from worker_process import Worker  # benchmarks/ is on sys.path when a script runs
+
 NUM_CLASSES = 150
 FULL = dict(size=512, width=768, depth=12, heads=12, variant="b", classes=NUM_CLASSES, rounds=9, batch=2)
 TINY = dict(size=64, width=64, depth=4, heads=4, variant="t", classes=8, rounds=2, batch=2)
@@ -170,35 +172,11 @@ def parity(spec: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- parent side
-class Worker:
-    def __init__(self, spec: dict):
-        self.log = tempfile.TemporaryFile(mode="w+")
-        env = dict(os.environ, **spec.get("env", {}))
-        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)], text=True, env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
-
-    def ask(self, command: str) -> str:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self.read()
-
-    def read(self) -> str:
-        line = self.proc.stdout.readline()
-        if not line:
-            self.log.seek(0)
-            raise RuntimeError(f"benchmark worker died:\n{self.log.read()[-3000:]}")
-        return line.strip()
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait()
-
-
 def interleaved(specs: dict[str, dict], rounds: int, warmup: int = 1) -> dict:
     workers = {}
     try:
         for name, spec in specs.items():  # started one by one: loading must not overlap the timing
-            workers[name] = Worker(spec)
+            workers[name] = Worker(__file__, spec)
             assert workers[name].read() == "ready"
         names = list(workers)
         for _ in range(warmup):
