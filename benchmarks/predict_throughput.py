@@ -9,6 +9,10 @@ On the CamVid val frames (101 PNGs, 480x360), in one process, rounds interleaved
 - command:  the whole `segadapter predict RUN FRAMES --out DIR` command, model loading included.
 Images/s are medians over rounds; the target is predict >= 80% of forward.
 
+On a CPU the network and the image work share the same cores, so the script also times each
+stage of one frame on one thread (core-ms) and prints the ceiling that sharing sets:
+forward core-ms / (forward + image work core-ms), the ratio even a perfect pipeline could reach.
+
 The model is --run (a model or training-run folder) or, by default, a randomly initialised
 --model with 11 classes and the CamVid CPU recipe's preprocessing (fit in 320x240): speed does
 not depend on the weights.
@@ -42,6 +46,60 @@ def build_model_dir(args, work: Path) -> Path:
     pre = segadapter.Preprocessing(scale=(320, 240), classes=CAMVID_CLASSES, palette=CAMVID_PALETTE)
     model.save_pretrained(folder, preprocessing=pre.to_dict())
     return folder
+
+
+def stage_costs(frames, images, pre, inf, size, overlay_format: str) -> dict[str, float]:
+    """Milliseconds per frame of each image stage of `predict`, on one thread (medians of frames)."""
+    import io
+
+    import torch
+    from PIL import Image
+
+    from segadapter.data import read_image
+    from segadapter.evaluation.inference import inference
+    from segadapter.evaluation.visualize import overlay
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        transform = pre.transforms()
+        x = transform(images[0])[0][None]
+        with torch.inference_mode():
+            logits = inf.model(x.to(inf.device))
+        class Fixed(torch.nn.Module):  # stands in for the network: only upsampling + argmax are timed
+            def forward(self, _):
+                return logits
+
+        fixed = Fixed()
+        with torch.inference_mode():
+            label = inference(fixed, x, out_size=size).argmax(1)[0].to(torch.uint8).numpy()
+        blended = overlay(images[0], label, inf.palette)
+        fmt = {"png": dict(format="PNG", compress_level=1), "jpg": dict(format="JPEG", quality=90)}[overlay_format]
+
+        def encode(array, **kw):
+            Image.fromarray(array).save(io.BytesIO(), **kw)
+
+        def upsample_argmax(_):
+            with torch.inference_mode():
+                inference(fixed, x, out_size=size).argmax(1)
+
+        jobs = {"decode": lambda f: read_image(f), "resize + normalise": lambda f: transform(images[0]),
+                "upsample logits + argmax": upsample_argmax,
+                "overlay blend": lambda f: overlay(images[0], label, inf.palette),
+                "encode class-id PNG": lambda f: encode(label, format="PNG", compress_level=1),
+                f"encode overlay {overlay_format.upper()}": lambda f: encode(blended, **fmt)}
+        costs = {}
+        for name, job in jobs.items():
+            job(frames[0])
+            times = []
+            for f in frames[:20]:
+                t = time.perf_counter()
+                job(f)
+                times.append(time.perf_counter() - t)
+            costs[name] = 1000 * statistics.median(times)
+        return costs
+    finally:
+        torch.set_num_threads(threads)
 
 
 def main() -> int:
@@ -117,6 +175,7 @@ def main() -> int:
         with contextlib.redirect_stdout(io.StringIO()):
             assert cli(argv) == 0
 
+    stages = stage_costs(frames, images, pre, inf, size, args.overlay_format) if dev.type == "cpu" else {}
     contenders = {"forward": forward, "network+": network_plus, "predict": predict, "command": command}
     forward()  # warm-up: first-call allocations, kernels
     times: dict[str, list[float]] = {k: [] for k in contenders}
@@ -138,8 +197,23 @@ def main() -> int:
     for k, r in rates.items():
         print(f"| {k} | {r:.1f} | {100 * r / rates['forward']:.0f}% |")
     print(f"predict / forward = {ratio:.2f} (target >= 0.80: {'met' if ratio >= 0.8 else 'NOT met'})")
+    ceiling = None
+    if stages:
+        forward_core_ms = 1000 * torch.get_num_threads() / rates["forward"]
+        image_core_ms = sum(stages.values())
+        ceiling = forward_core_ms / (forward_core_ms + image_core_ms)
+        print(f"\nper frame, one thread (core-ms): forward {forward_core_ms:.1f} "
+              f"({torch.get_num_threads()} threads x its time per frame)")
+        print("| image stage | core-ms / frame |\n| --- | --- |")
+        for k, v in stages.items():
+            print(f"| {k} | {v:.2f} |")
+        print(f"| total | {image_core_ms:.2f} |")
+        print(f"ceiling with these cores shared by network and images: {forward_core_ms:.1f} / "
+              f"({forward_core_ms:.1f} + {image_core_ms:.1f}) = {ceiling:.2f}; "
+              f"predict reaches {ratio / ceiling:.0%} of it")
     if args.json:
         Path(args.json).write_text(json.dumps({"frames": n, "rates": rates, "seconds": times, "ratio": ratio,
+                                               "image_stages_core_ms": stages, "cpu_ceiling": ceiling,
                                                "args": vars(args), "device": device}, indent=2) + "\n")
     return 0
 

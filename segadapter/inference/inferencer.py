@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, SegAdapterError
-from .io_threads import BackgroundWriter, ordered_map
+from .io_threads import BackgroundWriter, TakeTurns, ordered_map
 from .preprocess import Preprocessing, preprocessing_of
 from .sources import Source, collect
 
@@ -99,6 +99,7 @@ class Inferencer:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size, self.workers = int(batch_size), int(workers)
+        self._turns = TakeTurns(enabled=self.device.type == "cpu")
         self._palette_override = palette
         self.classes: list[str] | None = None
         self.set_classes(classes)
@@ -226,7 +227,7 @@ class Inferencer:
             with BackgroundWriter(workers=max(1, self.workers), max_pending=2 * self.batch_size) as writer:
                 bar = tqdm(total=len(sources), desc="predict", disable=not progress, dynamic_ncols=True)
                 for (source, image, _), result in self._run(sources, False):
-                    writer.submit(_write_staged, stage, source.name, result["label"],
+                    writer.submit(self._write_staged, stage, source.name, result["label"],
                                   image if overlay else None, palette, opacity, overlay_format)
                     bar.update(1)
                 bar.close()
@@ -256,13 +257,19 @@ class Inferencer:
 
     def _decode_item(self, source: Source):
         """(source, uint8 image, normalised tensor); runs in a decoding thread."""
-        image = source.load()
-        try:
-            return source, image, self._transform(image)[0]
-        except SegAdapterError:
-            raise
-        except Exception as e:  # e.g. an absurd size for the resize rule
-            raise ConfigError(f"{source.label}: cannot preprocess ({type(e).__name__}: {e})") from None
+        with self._turns.shared():
+            image = source.load()
+            try:
+                return source, image, self._transform(image)[0]
+            except SegAdapterError:
+                raise
+            except Exception as e:  # e.g. an absurd size for the resize rule
+                raise ConfigError(f"{source.label}: cannot preprocess ({type(e).__name__}: {e})") from None
+
+    def _write_staged(self, *args) -> None:
+        """`_write_staged` in a writing thread, taking turns with the network."""
+        with self._turns.shared():
+            _write_staged(*args)
 
     def _batch_limit(self, item) -> int:
         h, w = item[1].shape[:2]
@@ -271,6 +278,10 @@ class Inferencer:
 
     @torch.inference_mode()
     def _infer(self, batch: list, want_scores: bool) -> list[dict[str, np.ndarray]]:
+        with self._turns.exclusive():
+            return self._infer_now(batch, want_scores)
+
+    def _infer_now(self, batch: list, want_scores: bool) -> list[dict[str, np.ndarray]]:
         from ..evaluation.inference import inference
 
         p = self.preprocessing
