@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's segadapter, whatever is installed
 
+from speed_vs_hf import HF_CONFIGS, NUM_CLASSES, make_hf_dirs  # noqa: E402 (benchmarks/ is on sys.path)
+
 # one registered model per family (its smallest ADE20K variant)
 FAMILIES = {
     "segformer": "segformer-b0",
@@ -37,11 +39,6 @@ FAMILIES = {
     "segdeformer": "segdeformer-mit-b0",
     "segvit": "segvit-vit-b",
     "san": "san-vit-b16",
-}
-NUM_CLASSES = 150
-HF_CONFIGS = {
-    "b0": dict(hidden_sizes=[32, 64, 160, 256], decoder_hidden_size=256, depths=[2, 2, 2, 2]),
-    "b1": dict(hidden_sizes=[64, 128, 320, 512], decoder_hidden_size=256, depths=[2, 2, 2, 2]),
 }
 
 
@@ -100,20 +97,19 @@ def train_family(name: str, amp: str, device, size: int, batch: int, warmup: int
     return result
 
 
-def vs_hf(variant: str, device, batch: int, size: int, rounds: int, precisions: list[str]) -> list[dict]:
+def vs_hf(variant: str, hf_dir: str, device, batch: int, size: int, rounds: int,
+          precisions: list[str]) -> list[dict]:
     """Our Segformer and HF's with the same weights: logit agreement and forward throughput."""
     import torch
-    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+    from transformers import SegformerForSemanticSegmentation
+    from transformers.utils import logging as hf_logging
 
     import segadapter
 
-    torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        hf = SegformerForSemanticSegmentation(SegformerConfig(num_labels=NUM_CLASSES, **HF_CONFIGS[variant])).eval()
-        hf.save_pretrained(tmp)
-        ours = segadapter.create_model(f"segformer-{variant}", num_classes=NUM_CLASSES, pretrained=tmp,
-                                       layer_norm_eps=1e-5).eval()
-    hf, ours = hf.to(device), ours.to(device)
+    hf_logging.disable_progress_bar()
+    hf = SegformerForSemanticSegmentation.from_pretrained(hf_dir).eval().to(device)
+    ours = segadapter.create_model(f"segformer-{variant}", num_classes=NUM_CLASSES, pretrained=hf_dir,
+                                   layer_norm_eps=1e-5).eval().to(device)
     x = torch.randn(batch, 3, size, size, device=device)
     with torch.inference_mode():
         diff = float((ours(x) - hf(pixel_values=x).logits).abs().max())
@@ -196,12 +192,14 @@ def main() -> int:
           f"{rounds} interleaved rounds (median)\n")
     print("| model | precision | ours images/s | HF images/s | ours / HF | max abs logit diff (fp32) |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for variant in HF_CONFIGS:
-        for r in vs_hf(variant, device, hf_batch, hf_size, rounds, precisions):
-            ok &= r["max_abs_logit_diff_fp32"] < 1e-2
-            print(f"| {r['model']} | {r['precision']} | {r['ours_images_per_s']:.1f} | {r['hf_images_per_s']:.1f} | "
-                  f"{r['ratio']:.2f} | {r['max_abs_logit_diff_fp32']:.1e} |", flush=True)
-            report["vs_hf"].append(r)
+    with tempfile.TemporaryDirectory() as tmp:
+        hf_dirs = make_hf_dirs(Path(tmp))
+        for variant in HF_CONFIGS:
+            for r in vs_hf(variant, hf_dirs[variant], device, hf_batch, hf_size, rounds, precisions):
+                ok &= r["max_abs_logit_diff_fp32"] < 1e-2
+                print(f"| {r['model']} | {r['precision']} | {r['ours_images_per_s']:.1f} | "
+                      f"{r['hf_images_per_s']:.1f} | {r['ratio']:.2f} | {r['max_abs_logit_diff_fp32']:.1e} |", flush=True)
+                report["vs_hf"].append(r)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     print(f"\n{'all finite and in agreement' if ok else 'SOME CHECKS FAILED'}")
