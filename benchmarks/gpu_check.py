@@ -102,11 +102,8 @@ def vs_hf(variant: str, hf_dir: str, device, batch: int, size: int, rounds: int,
     """Our Segformer and HF's with the same weights: logit agreement and forward throughput."""
     import torch
     from transformers import SegformerForSemanticSegmentation
-    from transformers.utils import logging as hf_logging
-
     import segadapter
 
-    hf_logging.disable_progress_bar()
     hf = SegformerForSemanticSegmentation.from_pretrained(hf_dir).eval().to(device)
     ours = segadapter.create_model(f"segformer-{variant}", num_classes=NUM_CLASSES, pretrained=hf_dir,
                                    layer_norm_eps=1e-5).eval().to(device)
@@ -192,6 +189,9 @@ def main() -> int:
           f"{rounds} interleaved rounds (median)\n")
     print("| model | precision | ours images/s | HF images/s | ours / HF | max abs logit diff (fp32) |")
     print("| --- | --- | --- | --- | --- | --- |")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as tmp:
         hf_dirs = make_hf_dirs(Path(tmp))
         for variant in HF_CONFIGS:
