@@ -95,10 +95,28 @@ def test_backend_segments_good_files_and_reports_bad_ones(inferencer, files):
     assert sum(shown) == pytest.approx(100, abs=0.2)
     again = backend.blend(out.state, 0.9)  # a new opacity without the network
     assert np.array_equal(again[0][0], overlay_fn(image, label, PRE.palette, 0.9))
+    (path, caption), = backend.gallery(out.overlays, out.folder)  # what the page shows: PNG files
+    assert caption == "good.png" and np.array_equal(np.asarray(Image.open(path)), overlay)
     empty = backend.segment([], 0.5)
     assert "Upload one or more images" in empty.status and not empty.overlays
     too_many = Backend(inferencer, Limits(max_files=1)).segment([str(folder / "good.png")] * 2)
     assert "only the first 1" in too_many.status and len(too_many.overlays) == 1
+
+
+def test_uploads_with_the_same_name_get_their_own_files(inferencer, files, tmp_path_factory):
+    folder, image = files
+    other = tmp_path_factory.mktemp("other") / "good.png"  # same name, another picture
+    flipped = np.ascontiguousarray(image[::-1])
+    Image.fromarray(flipped).save(other)
+    backend = Backend(inferencer)
+    out = backend.segment([str(folder / "good.png"), str(other)], 0.5)
+    assert len(set(out.downloads)) == 2
+    for download, picture in zip(out.downloads, (image, flipped)):
+        assert np.array_equal(np.asarray(Image.open(download)), inferencer(picture).label)
+    shown = backend.gallery(out.overlays, out.folder)
+    assert [c for _, c in shown] == ["good.png", "good.png"] and len({p for p, _ in shown}) == 2
+    for (path, _), (overlay, _) in zip(shown, out.overlays):
+        assert np.array_equal(np.asarray(Image.open(path)), overlay)
 
 
 def test_open_vocabulary_names_from_the_text_box(files):

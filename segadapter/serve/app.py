@@ -37,6 +37,7 @@ class Outcome:
     status: str = ""
     details: list[dict] = field(default_factory=list)
     state: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)  # (name, image, label)
+    folder: Path | None = None  # this request's files
 
 
 class Backend:
@@ -48,6 +49,7 @@ class Backend:
         self.out_root = Path(out_root or tempfile.mkdtemp(prefix="segadapter-serve-"))
         self.out_root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._folders_lock = threading.Lock()
         self.default_classes = list(inferencer.classes) if inferencer.classes is not None else None
 
     @property
@@ -89,13 +91,13 @@ class Backend:
                 out.status = _status([], errors + [str(e)])
                 return out
         elapsed = time.perf_counter() - start
-        request_dir = self._request_dir()
+        out.folder = self._request_dir()
         items, done_details = [], []
-        for (name, image), pred in zip(images, preds):
+        for (name, image), pred, stem in zip(images, preds, _distinct_stems([n for n, _ in images])):
             rows = legend_rows(pred.shares(), classes, palette)
             items.append((name, rows))
             out.overlays.append((self.inferencer.overlay(image, pred.label, opacity), name))
-            out.downloads.append(str(self._save_label(request_dir, name, pred.label)))
+            out.downloads.append(str(self._save_label(out.folder / f"{stem}_classes.png", pred.label)))
             done_details.append({"name": name, "size": [int(image.shape[1]), int(image.shape[0])], "classes": rows})
             out.state.append((name, image, pred.label))
         it = iter(done_details)
@@ -110,6 +112,21 @@ class Backend:
         opacity = min(max(float(opacity), 0.0), 1.0)
         return [(self.inferencer.overlay(image, label, opacity), name) for name, image, label in (state or [])]
 
+    def gallery(self, overlays: list[tuple[np.ndarray, str]], folder: Path | None = None) -> list[tuple[str, str]]:
+        """The overlays as PNG files for the page's gallery: (path, caption). Files, not arrays:
+        Gradio caches a returned array under a hash of its bytes and rewrites that file in place, so
+        two requests with the same overlay could rewrite it while the other's browser reads it;
+        returned files it copies into its cache atomically."""
+        from PIL import Image
+
+        folder = folder or self._request_dir()
+        files = []
+        for (overlay, caption), stem in zip(overlays, _distinct_stems([c for _, c in overlays])):
+            path = folder / f"{stem}_overlay.png"
+            Image.fromarray(overlay).save(path, compress_level=1)
+            files.append((str(path), caption))
+        return files
+
     def _set_classes(self, text: str | None) -> None:
         if not self.open_vocabulary:
             return
@@ -117,18 +134,30 @@ class Backend:
         self.inferencer.set_classes(names or self.default_classes)
 
     def _request_dir(self) -> Path:
-        old = sorted(self.out_root.iterdir(), key=lambda p: p.stat().st_mtime)
-        for p in old[: max(0, len(old) - KEEP_REQUESTS + 1)]:
-            shutil.rmtree(p, ignore_errors=True)
-        return Path(tempfile.mkdtemp(dir=self.out_root))
+        with self._folders_lock:  # requests and re-blends make folders concurrently
+            old = sorted(self.out_root.iterdir(), key=lambda p: p.stat().st_mtime)
+            for p in old[: max(0, len(old) - KEEP_REQUESTS + 1)]:
+                shutil.rmtree(p, ignore_errors=True)
+            return Path(tempfile.mkdtemp(dir=self.out_root))
 
     @staticmethod
-    def _save_label(folder: Path, name: str, label: np.ndarray) -> Path:
+    def _save_label(path: Path, label: np.ndarray) -> Path:
         from PIL import Image
 
-        path = folder / f"{Path(name).stem}_classes.png"
         Image.fromarray(label.astype(np.uint8)).save(path, compress_level=1)
         return path
+
+
+def _distinct_stems(names: Sequence[str]) -> list[str]:
+    """File stems for one request's outputs: uploads may share a name (from different folders),
+    their files must not: the second `frame` becomes `frame_2`."""
+    seen: dict[str, int] = {}
+    stems = []
+    for name in names:
+        stem = Path(name).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return stems
 
 
 def _status(notes: list[str], errors: list[str]) -> str:
@@ -175,7 +204,7 @@ def build_app(backend: Backend, examples: Sequence[str] = (), title: str = "sega
                     gr.Examples(examples=[[[p]] for p in examples], inputs=[files], label="Examples")
             with gr.Column(scale=2):
                 status = gr.HTML(elem_id="status")
-                overlays = gr.Gallery(label="Overlay", columns=2, height=480, format="png", elem_id="overlays",
+                overlays = gr.Gallery(label="Overlay", columns=2, height=480, elem_id="overlays",
                                       interactive=False)
                 with gr.Row():
                     legend = gr.HTML(elem_id="legend")
@@ -188,11 +217,14 @@ def build_app(backend: Backend, examples: Sequence[str] = (), title: str = "sega
 
         def segment(paths, alpha, names):
             o = backend.segment(paths, alpha, names)
-            return o.overlays, o.legend, o.downloads or None, o.status, o.details, o.state
+            return backend.gallery(o.overlays, o.folder), o.legend, o.downloads or None, o.status, o.details, o.state
+
+        def blend(state, alpha):
+            return backend.gallery(backend.blend(state, alpha))
 
         run.click(segment, [files, opacity, classes], [overlays, legend, downloads, status, details, state],
                   api_name=API_NAME, concurrency_limit=1, concurrency_id="model")
-        opacity.release(backend.blend, [state, opacity], [overlays], api_visibility="private",
+        opacity.release(blend, [state, opacity], [overlays], api_visibility="private",
                         concurrency_limit=4, concurrency_id="blend", show_progress="hidden")
     return demo
 
