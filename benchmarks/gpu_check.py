@@ -5,7 +5,7 @@ process on one GPU.
 - train: per family, one registered model (150 classes, ADE20K's 512x512 crops, batch 4), the
   trainer's own `train_step` (autocast, GradScaler for fp16) with AdamW from the model's parameter
   groups: warm-up steps, then timed steps; ms/step, images/s, peak memory, first and last loss
-  (every loss must be finite, and fp16 must not skip every step).
+  (every loss must be finite, and the last below the first: fp16 must not skip every step).
 - vs-hf: `segformer-b0/b1` loaded from a random HF checkpoint against the HF model itself, same
   weights: max |logit difference| (fp32) and forward images/s at batch 8, 512x512, in fp32, fp16
   and bf16 autocast, interleaved rounds, medians; ratio ours / HF.
@@ -102,6 +102,7 @@ def vs_hf(variant: str, hf_dir: str, device, batch: int, size: int, rounds: int,
     """Our Segformer and HF's with the same weights: logit agreement and forward throughput."""
     import torch
     from transformers import SegformerForSemanticSegmentation
+
     import segadapter
 
     hf = SegformerForSemanticSegmentation.from_pretrained(hf_dir).eval().to(device)
@@ -176,7 +177,7 @@ def main() -> int:
                 print(f"| {family} | {FAMILIES[family]} | {amp} | FAILED: {type(e).__name__}: {e} |||||||")
                 report["train"].append({"family": family, "amp": amp, "error": f"{type(e).__name__}: {e}"})
                 continue
-            ok &= r["finite"]
+            ok &= r["finite"] and r["loss_last"] < r["loss_first"]  # steps on one batch must lower its loss
             mb = "-" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
             scale = "-" if r["grad_scale"] is None else f"{r['grad_scale']:.0f}"
             print(f"| {family} | {r['model']} | {amp} | {r['ms_per_step']:.1f} | {r['images_per_s']:.1f} | {mb} | "
