@@ -19,6 +19,29 @@ def test_colorize_and_ignore():
         colorize(np.array([[3]]), PALETTE)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.int64])
+def test_colorize_checks_ids_for_every_label_dtype(dtype):
+    label = np.array([[0, 255], [4, 2]], dtype=dtype)
+    with pytest.raises(ValueError, match=r"label ids 0\.\.4 need 5 colours, have 3"):
+        colorize(label, PALETTE)
+    label[1, 0] = 1
+    assert colorize(label, PALETTE).reshape(-1, 3).tolist() == [[255, 0, 0], [0, 0, 0], [0, 255, 0], [0, 0, 255]]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64])
+def test_overlay_matches_the_blend_formula_on_a_real_sized_map(dtype):
+    rng = np.random.default_rng(0)
+    palette = rng.integers(0, 256, (11, 3))
+    image = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    label = rng.integers(0, 11, (60, 80)).astype(dtype)
+    label[:5] = 255
+    for opacity in (0.0, 0.3, 0.5, 0.77, 1.0):
+        colour = np.asarray(palette, np.float32)[np.minimum(label, 10)]
+        expected = np.rint(image.astype(np.float32) * np.float32(1 - opacity) + colour * np.float32(opacity))
+        expected[label == 255] = image[label == 255]
+        assert np.array_equal(overlay(image, label, palette, opacity), expected.astype(np.uint8)), opacity
+
+
 def test_overlay_blends_with_opacity_and_keeps_ignored_pixels():
     image = np.full((1, 3, 3), 100, dtype=np.uint8)
     label = np.array([[0, 2, 255]])

@@ -182,7 +182,10 @@ class Normalize:
         self.std = np.asarray(std, dtype=np.float32)
 
     def __call__(self, image: np.ndarray, label: Label, rng: Rng) -> Pair:
-        return (image.astype(np.float32) - self.mean) / self.std, label
+        out = image.astype(np.float32)  # a copy: in place from here, half the time of temporaries
+        out -= self.mean
+        out /= self.std
+        return out, label
 
 
 class Pad:

@@ -23,7 +23,7 @@ def colorize(
     lut[: len(palette)] = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)[:256]
     lut[ignore_index] = ignore_color
     _check_ids(label, len(palette), ignore_index)
-    return lut[label.astype(np.intp)]
+    return np.take(lut, label, axis=0) if label.dtype == np.uint8 else lut[label.astype(np.intp)]
 
 
 def overlay(
@@ -35,11 +35,18 @@ def overlay(
     image, label = np.asarray(image), np.asarray(label)
     if image.shape[:2] != label.shape:
         raise ValueError(f"image size {image.shape[:2]} != label size {label.shape}")
-    color = colorize(label, palette, ignore_index).astype(np.float32)
-    blend = image.astype(np.float32) * (1.0 - opacity) + color * opacity
+    # in place: each full-size float temporary costs as much as the arithmetic on it
+    blend = image.astype(np.float32)
+    blend *= 1.0 - opacity
+    tint = colorize(label, palette, ignore_index).astype(np.float32)
+    tint *= opacity
+    blend += tint
     ignored = label == ignore_index
-    blend[ignored] = image[ignored]
-    return np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+    if ignored.any():
+        np.copyto(blend, image, where=ignored[..., None])
+    np.rint(blend, out=blend)
+    np.clip(blend, 0, 255, out=blend)
+    return blend.astype(np.uint8)
 
 
 def save_prediction(
@@ -85,6 +92,14 @@ def _save_png(img: Image.Image, path: Path) -> None:
 
 
 def _check_ids(label: np.ndarray, num_colors: int, ignore_index: int) -> None:
-    ids = label[label != ignore_index]
-    if ids.size and (ids.min() < 0 or ids.max() >= num_colors):
-        raise ValueError(f"label ids {int(ids.min())}..{int(ids.max())} need {int(ids.max()) + 1} colours, have {num_colors}")
+    if label.dtype == np.uint8:  # a histogram: much cheaper than masking out the ignored pixels
+        counts = np.bincount(label.ravel(), minlength=256)
+        if 0 <= ignore_index < 256:
+            counts[ignore_index] = 0
+        present = np.flatnonzero(counts)
+        low, high = (int(present[0]), int(present[-1])) if present.size else (0, -1)
+    else:
+        ids = label[label != ignore_index]
+        low, high = (int(ids.min()), int(ids.max())) if ids.size else (0, -1)
+    if low < 0 or high >= num_colors:
+        raise ValueError(f"label ids {low}..{high} need {high + 1} colours, have {num_colors}")
