@@ -35,7 +35,7 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--opacity", type=float, default=0.5, help="overlay colour weight, 0-1 [0.5]")
     p.add_argument("--overlay-format", choices=["png", "jpg"], default="png",
-                   help="NAME_overlay.png (lossless) or .jpg (quality 90, encodes ~15x faster) [png]")
+                   help="NAME_overlay.png (lossless) or .jpg (quality 90, encodes ~25x faster) [png]")
     p.add_argument("--palette", metavar="DATASET",
                    help="overlay colours of a dataset: camvid, ade20k, cityscapes, coco-stuff164k "
                    "[the model's saved palette, else a generated one]")
