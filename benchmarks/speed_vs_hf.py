@@ -19,17 +19,15 @@ is compared on equal terms either way. Prints a markdown report; `--json FILE` k
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from worker_process import Worker  # benchmarks/ is on sys.path when a script runs
+from worker_process import Worker, serve  # benchmarks/ is on sys.path when a script runs
 
 SIZES = {"512x512": (512, 512), "480x360": (360, 480)}  # (H, W)
 HF_CONFIGS = {
@@ -94,15 +92,6 @@ def _train_fn(contender: str, model, x, labels):
     return step
 
 
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
-
-
-def _reset_peak_rss() -> None:
-    """Linux: writing 5 to clear_refs resets the high-water mark (VmHWM) to the current RSS."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
 
 
 def _build(spec: dict):
@@ -124,23 +113,7 @@ def _build(spec: dict):
 
 
 def worker(spec: dict) -> None:
-    """Serve `run` (time one call, reply ms) and `mem` (reply peak extra MB) on stdin/stdout."""
-    proto = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # library chatter on stdout must not mix with the protocol
-    fn = _build(spec)
-    gc.collect()
-    _reset_peak_rss()
-    before = _status_mb("VmRSS")
-    print("ready", file=proto, flush=True)
-    for line in sys.stdin:
-        if line.strip() == "run":
-            t = time.perf_counter()
-            fn()
-            print((time.perf_counter() - t) * 1e3, file=proto, flush=True)
-        elif line.strip() == "mem":
-            print(_status_mb("VmHWM") - before, file=proto, flush=True)
-        else:
-            return
+    serve(lambda: _build(spec))
 
 
 def parity(case: dict) -> dict:

@@ -20,17 +20,14 @@ the worst case of all 150 present): as the RSS high-water mark under glibc's def
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from worker_process import Worker  # benchmarks/ is on sys.path when a script runs
+from worker_process import Worker, serve  # benchmarks/ is on sys.path when a script runs
 
 NUM_CLASSES = 150
 FULL = dict(size=512, width=768, depth=12, heads=12, variant="b", classes=NUM_CLASSES, rounds=9, batch=2)
@@ -38,14 +35,6 @@ TINY = dict(size=64, width=64, depth=4, heads=4, variant="t", classes=8, rounds=
 
 
 # ----------------------------------------------------------------------------- worker side
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
-
-
-def _reset_peak_rss() -> None:
-    with open("/proc/self/clear_refs", "w") as f:  # Linux: VmHWM := current RSS
-        f.write("5")
 
 
 def _our_vit(cfg: dict, hf_dir: str):
@@ -137,23 +126,7 @@ def _build(spec: dict):
 
 
 def worker(spec: dict) -> None:
-    """Serve `run` (reply ms) and `mem` (reply peak extra MB) on stdin/stdout."""
-    proto = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # library chatter must not mix with the protocol
-    fn = _build(spec)
-    gc.collect()
-    _reset_peak_rss()
-    before = _status_mb("VmRSS")
-    print("ready", file=proto, flush=True)
-    for line in sys.stdin:
-        if line.strip() == "run":
-            t = time.perf_counter()
-            fn()
-            print((time.perf_counter() - t) * 1e3, file=proto, flush=True)
-        elif line.strip() == "mem":
-            print(_status_mb("VmHWM") - before, file=proto, flush=True)
-        else:
-            return
+    serve(lambda: _build(spec))
 
 
 def parity(spec: dict) -> dict:

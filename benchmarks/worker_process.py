@@ -2,11 +2,14 @@
 (the same script run with `--worker SPEC`) answers one line each. Shared by the speed benchmarks."""
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
+from typing import Callable
 
 
 class Worker:
@@ -31,3 +34,36 @@ class Worker:
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait()
+
+
+# ----------------------------------------------------------------------------- the child's side
+def serve(build: Callable[[], Callable[[], object]]) -> None:
+    """Build the timed callable, say `ready`, then answer `run` (ms of one call) and `mem` (peak
+    extra MB since ready: the high-water RSS minus the RSS after building) until anything else."""
+    proto = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # library chatter on stdout must not mix with the protocol
+    fn = build()
+    gc.collect()
+    reset_peak_rss()
+    before = status_mb("VmRSS")
+    print("ready", file=proto, flush=True)
+    for line in sys.stdin:
+        if line.strip() == "run":
+            t = time.perf_counter()
+            fn()
+            print((time.perf_counter() - t) * 1e3, file=proto, flush=True)
+        elif line.strip() == "mem":
+            print(status_mb("VmHWM") - before, file=proto, flush=True)
+        else:
+            return
+
+
+def status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+
+
+def reset_peak_rss() -> None:
+    """Linux: writing 5 to clear_refs resets the high-water mark (VmHWM) to the current RSS."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
