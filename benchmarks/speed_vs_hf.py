@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from worker_process import Worker, serve  # benchmarks/ is on sys.path when a script runs
+import worker_process  # benchmarks/ is on sys.path when a script runs
+from worker_process import serve
 
 SIZES = {"512x512": (512, 512), "480x360": (360, 480)}  # (H, W)
 HF_CONFIGS = {
@@ -128,25 +128,7 @@ def parity(case: dict) -> dict:
 
 # ----------------------------------------------------------------------------- parent side
 def interleaved(specs: dict[str, dict], rounds: int, warmup: int, env: dict, burst: int = 1) -> dict:
-    """Median ms and peak extra MB per named spec, timed round-robin across worker processes;
-    each turn runs `burst` calls back to back and keeps the last one's time."""
-    workers = {name: Worker(__file__, spec, env) for name, spec in specs.items()}
-    try:
-        for w in workers.values():
-            assert w.read() == "ready"
-        names = list(workers)
-        for _ in range(warmup):
-            for n in names:
-                workers[n].ask("run")
-        times: dict[str, list[float]] = {n: [] for n in names}
-        for r in range(rounds):
-            for n in names[r % len(names):] + names[:r % len(names)]:
-                times[n].append([float(workers[n].ask("run")) for _ in range(burst)][-1])
-        return {n: {"median_ms": statistics.median(times[n]), "best_ms": min(times[n]),
-                    "peak_extra_mb": float(workers[n].ask("mem"))} for n in names}
-    finally:
-        for w in workers.values():
-            w.close()
+    return worker_process.interleaved(__file__, specs, rounds, warmup, env, burst)
 
 
 def run_child(case: dict, env: dict) -> dict:

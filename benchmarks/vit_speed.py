@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from worker_process import Worker, serve  # benchmarks/ is on sys.path when a script runs
+import worker_process  # benchmarks/ is on sys.path when a script runs
+from worker_process import serve
 
 NUM_CLASSES = 150
 FULL = dict(size=512, width=768, depth=12, heads=12, variant="b", classes=NUM_CLASSES, rounds=9, batch=2)
@@ -146,24 +146,7 @@ def parity(spec: dict) -> dict:
 
 # ----------------------------------------------------------------------------- parent side
 def interleaved(specs: dict[str, dict], rounds: int, warmup: int = 1) -> dict:
-    workers = {}
-    try:
-        for name, spec in specs.items():  # started one by one: loading must not overlap the timing
-            workers[name] = Worker(__file__, spec)
-            assert workers[name].read() == "ready"
-        names = list(workers)
-        for _ in range(warmup):
-            for n in names:
-                workers[n].ask("run")
-        times: dict[str, list[float]] = {n: [] for n in names}
-        for r in range(rounds):
-            for n in names[r % len(names):] + names[:r % len(names)]:
-                times[n].append(float(workers[n].ask("run")))
-        return {n: {"median_ms": statistics.median(times[n]), "peak_extra_mb": float(workers[n].ask("mem"))}
-                for n in names}
-    finally:
-        for w in workers.values():
-            w.close()
+    return worker_process.interleaved(__file__, specs, rounds, warmup)
 
 
 def has_amx() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,32 @@ class Worker:
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait()
+
+
+def interleaved(script: str, specs: dict[str, dict], rounds: int, warmup: int = 1, env: dict | None = None,
+                burst: int = 1) -> dict[str, dict[str, float]]:
+    """Median and best ms and peak extra MB of each named spec, each in its own worker process
+    running `script`, timed round-robin (A B C, B C A, ...) so a slow spell of the machine hits all
+    alike. Workers start one by one (loading must not overlap); each turn runs `burst` calls back
+    to back and keeps the last one's time."""
+    workers: dict[str, Worker] = {}
+    try:
+        for name, spec in specs.items():
+            workers[name] = Worker(script, spec, env)
+            assert workers[name].read() == "ready"
+        names = list(workers)
+        for _ in range(warmup):
+            for n in names:
+                workers[n].ask("run")
+        times: dict[str, list[float]] = {n: [] for n in names}
+        for r in range(rounds):
+            for n in names[r % len(names):] + names[:r % len(names)]:
+                times[n].append([float(workers[n].ask("run")) for _ in range(burst)][-1])
+        return {n: {"median_ms": statistics.median(times[n]), "best_ms": min(times[n]),
+                    "peak_extra_mb": float(workers[n].ask("mem"))} for n in names}
+    finally:
+        for w in workers.values():
+            w.close()
 
 
 # ----------------------------------------------------------------------------- the child's side
