@@ -119,6 +119,13 @@ def test_uploads_with_the_same_name_get_their_own_files(inferencer, files, tmp_p
         assert np.array_equal(np.asarray(Image.open(path)), overlay)
 
 
+def test_output_stems_stay_distinct():
+    from segadapter.serve.app import _distinct_stems
+
+    assert _distinct_stems(["a/frame.png", "frame_2.jpg", "b/frame.png", "c/frame.png", "x.png"]) == [
+        "frame", "frame_2", "frame_3", "frame_4", "x"]
+
+
 def test_open_vocabulary_names_from_the_text_box(files):
     folder, image = files
     backend = Backend(Inferencer(ColourVocabulary(), device="cpu"))

@@ -151,12 +151,14 @@ class Backend:
 def _distinct_stems(names: Sequence[str]) -> list[str]:
     """File stems for one request's outputs: uploads may share a name (from different folders),
     their files must not: the second `frame` becomes `frame_2`."""
-    seen: dict[str, int] = {}
-    stems = []
+    stems: list[str] = []
     for name in names:
-        stem = Path(name).stem
-        seen[stem] = seen.get(stem, 0) + 1
-        stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+        stem = candidate = Path(name).stem
+        n = 1
+        while candidate in stems:  # also past an upload that was itself called `frame_2`
+            n += 1
+            candidate = f"{stem}_{n}"
+        stems.append(candidate)
     return stems
 
 
