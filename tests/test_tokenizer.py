@@ -1,141 +1,190 @@
-"""Our CLIP tokenizer against transformers' CLIPTokenizer given the same (small, self-made) files."""
+"""Our CLIP tokenizer on the real vocabulary against references written elsewhere: ids published for
+OpenAI's CLIP, open_clip's tokenizer (loaded from its wheel, see clip_reference.py) and transformers'
+CLIPTokenizer. The vocabulary is bpe_simple_vocab_16e6.txt.gz from the open_clip wheel; the Hugging
+Face folder is made from open_clip's own encoder, so none of the expected ids come from our code.
+Skipped without open_clip_torch (installed with --no-deps) or ftfy."""
 import gzip
+import html
 import json
-from collections import Counter
 
 import pytest
 import torch
 
+from clip_reference import bpe_path, open_clip_tokenizer
 from segadapter.errors import ConfigError
-from segadapter.text.tokenizer import END, EOW, START, ClipTokenizer, byte_symbols, clean
+from segadapter.text.tokenizer import END, MAX_MERGES, START, ClipTokenizer, byte_symbols, clean
 
-transformers = pytest.importorskip("transformers")
+# "a photo of a sky." through OpenAI's clip.tokenize (start, a, photo, of, a, sky, ., end)
+PUBLISHED = [49406, 320, 1125, 539, 320, 2390, 269, 49407]
+# open_clip names the two special tokens differently; the ids are the same
+OPEN_CLIP_NAMES = {"<start_of_text>": START, "<end_of_text>": END}
 
-CORPUS = ("a photo of a car . there is a small tree in the scene . this is a photo of the large road "
-          "sky building pole sidewalk fence pedestrian bicyclist sign symbol the other thing there is "
-          "a medium cat it's they're we've i'm you'll he'd 2023 café naïve über straße photos photographs")
-
-
-def _learn_merges(corpus: str, n: int) -> list[tuple[str, str]]:
-    """A tiny BPE trainer (most frequent adjacent pair first) over CLIP's byte symbols."""
-    sym = byte_symbols()
-    words = Counter()
-    for w in corpus.lower().split():
-        chars = [sym[b] for b in w.encode()]
-        words[tuple(chars[:-1] + [chars[-1] + EOW])] += 1
-    merges = []
-    for _ in range(n):
-        pairs = Counter()
-        for w, c in words.items():
-            for p in zip(w, w[1:]):
-                pairs[p] += c
-        if not pairs:
-            break
-        best = max(pairs, key=lambda p: (pairs[p], p))
-        merges.append(best)
-        new = Counter()
-        for w, c in words.items():
-            out, i = [], 0
-            while i < len(w):
-                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
-                    out.append(w[i] + w[i + 1])
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            new[tuple(out)] += c
-        words = new
-    return merges
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("vocab")
-    merges = _learn_merges(CORPUS, 150)
-    symbols = list(byte_symbols().values())
-    tokens = symbols + [s + EOW for s in symbols] + ["".join(m) for m in merges] + [START, END]
-    hf = root / "hf"
-    hf.mkdir()
-    (hf / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}), encoding="utf-8")
-    (hf / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n",
-                                   encoding="utf-8")
-    gz = root / "bpe_tiny.txt.gz"
-    with gzip.open(gz, "wt", encoding="utf-8") as f:
-        f.write("bpe header line\n" + "\n".join(" ".join(m) for m in merges) + "\n")
-    return hf, gz, len(tokens)
-
-
-@pytest.fixture(scope="module")
-def reference(files):
-    from transformers import CLIPTokenizer
-
-    return CLIPTokenizer.from_pretrained(str(files[0]))
-
-
-STRINGS = [
-    "a photo of a car.",
+LONG_NAME = "a photo of a " + "very " * 80 + "long class name."
+TEXTS = [
+    "a photo of a sky.",
     "This is a photo of a small tree in the scene",
     "There is the pedestrian, the bicyclist & the sign-symbol!!! (really?)",
     "it's they're WE'VE i'm you'll he'd",
-    "photos of 2023 cars: 1,234.56 km/h -- 100%",
-    "Café naïve über Straße résumé",
-    "emoji 🚗🌳 and 中文字符 and Ελληνικά",
-    "tabs\tand\n\nnewlines   and    spaces",
-    "<|startoftext|> special <|endoftext|> tokens",
+    "photos of 2023 cars: 1,234.56 km/h -- 100% @#$^*_+=[]{}|\\/<>~`",
+    "Café naïve über Straße résumé Ærøskøbing",
+    "cafÃ© mojibake",  # ftfy repairs it to "café"
+    "emoji 🚗🌳👍🏽 and 中文字符 日本語のテキスト 한국어 and Ελληνικά русский",  # bytes 0x80-0xa0, 0xad
+    "Tom &amp;amp; Jerry &lt;3 &quot;quoted&quot; &#233;t&eacute;",
+    "tabs\tand\n\nnewlines   and    spaces\u00a0nbsp  ",
+    "control\x07 chars\x7f and soft\u00adhyphen",
     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    "traffic light, fire hydrant, stop sign, parking meter",
     "",
     "   ",
     " ".join(["the large road and the building"] * 30),
+    LONG_NAME,
 ]
 
 
-def _reference_ids(reference, text):
-    ids = reference(text)["input_ids"]
-    assert ids[0] == reference.bos_token_id and ids[-1] == reference.eos_token_id
-    return ids[1:-1]
+@pytest.fixture(scope="module")
+def oc():
+    return open_clip_tokenizer()
 
 
-@pytest.mark.parametrize("text", STRINGS)
-@pytest.mark.parametrize("source", ["hf", "gz"])
-def test_encode_matches_transformers(files, reference, text, source):
-    tok = ClipTokenizer.from_hf_folder(files[0]) if source == "hf" else ClipTokenizer.from_bpe_file(files[1])
-    # HF's CLIP tokenizer has no HTML unescaping (and no ftfy); give it what our cleaning keeps
-    want = _reference_ids(reference, clean(text) if "&" in text else text)
-    assert tok.encode(text) == want
+@pytest.fixture(scope="module")
+def ref(oc):
+    """open_clip's SimpleTokenizer (what its tokenize() calls) on the same gz file."""
+    return oc.SimpleTokenizer(str(bpe_path()))
 
 
-def test_html_entities_unescaped_twice(files, reference):
-    tok = ClipTokenizer.from_hf_folder(files[0])
-    assert clean("Tom &amp;amp; Jerry &lt;3  ") == "tom & jerry <3"
-    assert tok.encode("a &amp; b &quot;c&quot;") == _reference_ids(reference, 'a & b "c"')
+@pytest.fixture(scope="module")
+def ours():
+    return ClipTokenizer.from_bpe_file(bpe_path())
 
 
-def test_special_ids_and_vocab(files):
-    hf, gz, n = files
-    for tok in (ClipTokenizer.from_hf_folder(hf), ClipTokenizer.from_bpe_file(gz)):
-        assert (tok.start_id, tok.end_id, tok.vocab_size) == (n - 2, n - 1, n)
+@pytest.fixture(scope="module")
+def hf_folder(tmp_path_factory, ref):
+    """A Hugging Face CLIP folder: vocab.json from open_clip's encoder, merges.txt from the gz."""
+    folder = tmp_path_factory.mktemp("hf_clip")
+    vocab = {OPEN_CLIP_NAMES.get(t, t): i for t, i in ref.encoder.items()}
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    with gzip.open(bpe_path(), "rt", encoding="utf-8") as f:
+        merges = f.read().split("\n")[1:MAX_MERGES + 1]  # line 0 is the gz's header
+    assert len(merges) == 48894 and all(len(m.split()) == 2 for m in merges)
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    return folder
 
 
-def test_tokenize_pads_and_truncates(files, reference):
-    tok = ClipTokenizer.from_bpe_file(files[1])
-    short, long = "a photo of a car.", " ".join(["the large road and the building"] * 30)
-    out = tok.tokenize([short, long], context_length=77)
-    assert out.shape == (2, 77) and out.dtype == torch.long
-    ids = reference(short)["input_ids"]
-    assert out[0, :len(ids)].tolist() == ids and out[0, len(ids):].eq(0).all()
-    full = reference(long)["input_ids"]
-    assert len(full) > 77
-    assert out[1, :76].tolist() == full[:76] and out[1, 76] == tok.end_id
+@pytest.fixture(scope="module")
+def ours_hf(hf_folder):
+    return ClipTokenizer.from_hf_folder(hf_folder)
+
+
+@pytest.fixture(scope="module")
+def transformers_tok(hf_folder):
+    transformers = pytest.importorskip("transformers")
+    return transformers.CLIPTokenizer.from_pretrained(str(hf_folder))
+
+
+# -- the vocabulary ---------------------------------------------------------------------------
+
+
+def test_byte_symbols_in_clips_order(oc):
+    # same mapping AND same order: ids 0-255 are assigned in this order
+    assert list(byte_symbols().items()) == list(oc.bytes_to_unicode().items())
+    built = ClipTokenizer([])  # the 512 single-symbol ids need no vocabulary file
+    assert (built.encoder["!"], built.encoder["a"], built.encoder["a</w>"], built.encoder[".</w>"]) == (0, 64, 320, 269)
+
+
+def test_whole_vocabulary_matches_open_clip(ours, ours_hf, ref):
+    want = {OPEN_CLIP_NAMES.get(t, t): i for t, i in ref.encoder.items()}
+    assert len(want) == 49408
+    for tok in (ours, ours_hf):
+        wrong = [t for t, i in list(want.items())[:512] if tok.encoder.get(t) != i]
+        assert not wrong, f"{len(wrong)} of the 512 single-symbol ids differ from open_clip's, e.g. {wrong[:5]}"
+        assert tok.encoder == want
+        assert (tok.start_id, tok.end_id, tok.vocab_size) == (49406, 49407, 49408)
+        assert (tok.encoder["a</w>"], tok.encoder[".</w>"]) == (320, 269)
+
+
+def test_published_ids(ours, ours_hf, oc, transformers_tok):
+    assert oc.tokenize("a photo of a sky.")[0, :9].tolist() == PUBLISHED + [0]  # the reference agrees
+    for tok in (ours, ours_hf):
+        assert tok.tokenize("a photo of a sky.")[0, :9].tolist() == PUBLISHED + [0]
+    assert transformers_tok("a photo of a sky.")["input_ids"] == PUBLISHED
+
+
+# -- encoding against open_clip ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_encode_matches_open_clip(ours, ours_hf, ref, text):
+    want = ref.encode(text)
+    assert ours.encode(text) == want
+    assert ours_hf.encode(text) == want
+
+
+def test_tokenize_matches_open_clip(ours, ours_hf, ref):
+    want = ref(TEXTS, context_length=77)
+    assert torch.equal(ours.tokenize(TEXTS), want) and torch.equal(ours_hf.tokenize(TEXTS), want)
+    assert torch.equal(ours.tokenize(TEXTS, context_length=8), ref(TEXTS, context_length=8))
+
+
+def test_truncation_keeps_end_token(ours, ref):
+    assert len(ref.encode(LONG_NAME)) + 2 > 77
+    row = ours.tokenize(LONG_NAME)[0]
+    assert row[76] == 49407 and row.ne(0).all()
+    assert row[:76].tolist() == [49406, *ref.encode(LONG_NAME)[:75]]
     # the end token is the largest id of each row (CLIP reads its text feature there)
-    assert (out.argmax(-1) == torch.tensor([len(ids) - 1, 76])).all()
+    out = ours.tokenize(["a photo of a sky.", LONG_NAME])
+    assert out.argmax(-1).tolist() == [7, 76] and out[0, 8:].eq(0).all()
 
 
-def test_decode_round_trip(files):
-    tok = ClipTokenizer.from_hf_folder(files[0])
-    text = "there is a small tree in the scene café"
-    assert tok.decode(tok.tokenize(text)[0]) == text
+def test_special_tokens_in_text(ours, ours_hf, ref, transformers_tok):
+    text = "<|startoftext|> special <|endoftext|> tokens"
+    got = ours.encode(text)
+    assert got[0] == 49406 and 49407 in got
+    # open_clip only knows its own spelling of the two tokens
+    assert got == ref.encode("<start_of_text> special <end_of_text> tokens")
+    assert ours_hf.encode(text) == got
+    assert transformers_tok(text)["input_ids"][1:-1] == got
+
+
+# -- the Hugging Face folder against transformers ---------------------------------------------
+
+
+def _hf_input(text: str) -> str:
+    """HF's CLIPTokenizer does no ftfy and no HTML unescaping: where those change the text, give it the
+    text as our cleaning leaves it (its own NFC, whitespace collapsing and lowercasing are kept)."""
+    import ftfy
+
+    return text if html.unescape(ftfy.fix_text(text)) == text else clean(text)
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_hf_folder_matches_transformers(ours_hf, transformers_tok, text):
+    ids = transformers_tok(_hf_input(text))["input_ids"]
+    assert ids[0] == transformers_tok.bos_token_id == 49406 and ids[-1] == transformers_tok.eos_token_id == 49407
+    assert ours_hf.encode(text) == ids[1:-1]
+
+
+def test_html_entities_unescaped_twice(ours, ref):
+    assert clean("Tom &amp;amp; Jerry &lt;3  ") == "tom & jerry <3"
+    assert ours.encode("a &amp; b &quot;c&quot;") == ref.encode('a & b "c"') == ours.encode('a & b "c"')
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_decode_matches_open_clip(ours, ref, text):
+    ids = ref.encode(text)
+    assert ours.decode(ids) == ref.decode(ids).strip()
+
+
+def test_decode_round_trip(ours):
+    text = "there is a small tree in the scene café 中文 🚗"
+    assert ours.decode(ours.tokenize(text)[0]) == text
     # CLIP's end-of-word marks split digits and punctuation apart, as in OpenAI's decoder
-    assert tok.decode(tok.encode("scene, 2023")) == "scene , 2 0 2 3"
+    assert ours.decode(ours.encode("scene, 2023")) == "scene , 2 0 2 3"
+
+
+# -- bad files (tiny self-made files: only the error paths) -----------------------------------
 
 
 def test_bad_files(tmp_path):
@@ -143,6 +192,12 @@ def test_bad_files(tmp_path):
         ClipTokenizer.from_path(tmp_path / "missing.txt.gz")
     (tmp_path / "vocab.json").write_text("{}")
     with pytest.raises(ConfigError, match="merges.txt"):
+        ClipTokenizer.from_path(tmp_path)
+    (tmp_path / "merges.txt").write_text("#version: 0.2\na b\n")
+    with pytest.raises(ConfigError, match="no <\\|startoftext\\|> token"):
+        ClipTokenizer.from_path(tmp_path)
+    (tmp_path / "vocab.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
         ClipTokenizer.from_path(tmp_path)
     bad = tmp_path / "bad.txt"
     bad.write_text("header\na b c\n")

@@ -3,7 +3,8 @@
 Two sources hold the same vocabulary:
   - `bpe_simple_vocab_16e6.txt.gz` (shipped with OpenAI's `clip` and `open_clip`): a header line,
     then merges "a b" one per line, of which the first 48,894 are used; the vocabulary is the 256
-    byte symbols, the same with the end-of-word mark `</w>`, one entry per merge, then
+    byte symbols (printable bytes first: "a" is 64, "a</w>" 320), the same with the end-of-word
+    mark `</w>`, one entry per merge, then
     `<|startoftext|>` and `<|endoftext|>` (ids 49406 and 49407 for the full file);
   - a Hugging Face CLIP folder's `vocab.json` + `merges.txt`.
 Text is cleaned (ftfy's fix_text when ftfy is installed, else NFC; HTML entities unescaped
@@ -38,17 +39,12 @@ EOW = "</w>"
 
 @lru_cache()
 def byte_symbols() -> dict[int, str]:
-    """Byte -> printable unicode symbol: printable Latin-1 bytes stand for themselves, the rest
-    (controls, space, ...) are shifted to code points 256 and up, in byte order."""
+    """Byte -> printable unicode symbol, in CLIP's id order (ids 0-255 follow this dict's order):
+    the printable Latin-1 bytes first, standing for themselves, then the others (controls, space,
+    ...) in byte order, shifted to code points 256 and up."""
     keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    table, shifted = {}, 0
-    for b in range(256):
-        if b in keep:
-            table[b] = chr(b)
-        else:
-            table[b] = chr(256 + shifted)
-            shifted += 1
-    return table
+    rest = [b for b in range(256) if b not in keep]
+    return {**{b: chr(b) for b in keep}, **{b: chr(256 + n) for n, b in enumerate(rest)}}
 
 
 def clean(text: str) -> str:
@@ -77,7 +73,7 @@ class ClipTokenizer:
                  source: str = "<memory>"):
         """`merges` in rank order; `vocab` None builds CLIP's vocabulary from the merges."""
         if vocab is None:
-            symbols = list(byte_symbols().values())
+            symbols = list(byte_symbols().values())  # ids 0-255 (and 256-511 with </w>) in this order
             tokens = symbols + [s + EOW for s in symbols] + ["".join(m) for m in merges] + [START, END]
             vocab = {t: i for i, t in enumerate(tokens)}
         for special in (START, END):

@@ -1,0 +1,36 @@
+"""open_clip's CLIP tokenizer as an outside reference, without importing the open_clip package.
+
+`import open_clip` needs torchvision and timm, which the tests do not install: open_clip_torch is
+installed with --no-deps, and only its standalone `tokenizer.py` (module-level imports: ftfy, numpy,
+regex, torch; nothing relative) is loaded from the package folder. Skips when open_clip_torch or
+ftfy is absent."""
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+
+def open_clip_folder() -> Path:
+    spec = importlib.util.find_spec("open_clip")  # locates the package without running its __init__
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip('open_clip_torch is not installed (pip install --no-deps "open_clip_torch==3.3.0")')
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def bpe_path() -> Path:
+    """The real CLIP vocabulary, bpe_simple_vocab_16e6.txt.gz, as shipped in the open_clip wheel."""
+    path = open_clip_folder() / "bpe_simple_vocab_16e6.txt.gz"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing")
+    return path
+
+
+@lru_cache()
+def open_clip_tokenizer():
+    """open_clip's `tokenizer` module: SimpleTokenizer, tokenize(), bytes_to_unicode(), ..."""
+    pytest.importorskip("ftfy")
+    spec = importlib.util.spec_from_file_location("open_clip_reference_tokenizer", open_clip_folder() / "tokenizer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # builds its default SimpleTokenizer from the wheel's gz (~1 s)
+    return module
