@@ -101,6 +101,7 @@ class SANHead(nn.Module):
     output_stride = 1  # predict() returns scores at the input resolution
     # the published GFLOPs leave out the final class-mask combination (predict): count forward only
     count_predict_flops = False
+    loads_published_heads = True  # the official SAN release's side network and decoder (weights/san.py)
 
     def __init__(self, backbone: ClipBackbone, class_names: Sequence[str], side: SideConfig = SideConfig(),
                  class_embeddings: torch.Tensor | None = None, tokenizer=None, ignore_index: int = 255,

@@ -1,6 +1,6 @@
 """Weights from local files: reading (`io`), one converter per backbone family (`converters`,
 `mit`, `convnext`), strict application with a report (`report`), and the loading policy (`load`)."""
-from . import convnext, mit, san, vit  # noqa: F401  (registers the converters)
+from . import convnext, mit, san, segdeformer, vit  # noqa: F401  (registers the converters)
 from .converters import CONVERTERS, DROP, WeightConverter, register_converter
 from .io import read_checkpoint
 from .load import load_pretrained

@@ -25,6 +25,7 @@ import torch
 
 from ...errors import CheckpointError
 from ..backbones.clip import CLIP, ClipConfig, ClipTextConfig, ClipVisionConfig, clip_config
+from .converters import with_reasons
 from .io import read_checkpoint
 
 # tensors that are not weights: TorchScript attributes, cached masks and position ids
@@ -45,7 +46,7 @@ class ClipLoadReport:
     layout: str
     config: ClipConfig
     loaded: list[str] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
+    ignored: dict[str, str] = field(default_factory=dict)  # file tensors not used -> why
 
     def __str__(self) -> str:
         v = self.config.vision
@@ -53,7 +54,7 @@ class ClipLoadReport:
                f"ViT width {v.width}, {v.layers} layers, patch {v.patch_size}, {v.image_size}px, "
                f"embed {self.config.embed_dim}, {self.config.act})")
         if self.ignored:
-            msg += f"; not used: {len(self.ignored)} tensors ({', '.join(self.ignored[:4])}" + \
+            msg += f"; not used: {len(self.ignored)} tensors ({', '.join(list(self.ignored)[:4])}" + \
                    (", ...)" if len(self.ignored) > 4 else ")")
         return msg
 
@@ -245,7 +246,7 @@ def load_clip(path: str | os.PathLike, config: ClipConfig | str | None = None,
     with torch.device("cpu"):
         model = CLIP(cfg)
     loaded = apply_clip_state(model, converted, str(path))
-    return model, ClipLoadReport(str(path), layout, cfg, loaded, sorted(ignored))
+    return model, ClipLoadReport(str(path), layout, cfg, loaded, dict(sorted(with_reasons(ignored).items())))
 
 
 def _shapes(cfg: ClipConfig) -> tuple:

@@ -2,6 +2,7 @@
 helpers converters share (layout detection by tell-tale keys, key renaming)."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,36 @@ import torch
 # A converter's key function returns our name, DROP (a deliberately unused tensor, e.g. an
 # ImageNet classifier), or None (unknown: kept under its own name so the error shows it).
 DROP = "<drop>"
+
+# Why a published tensor is not used, by the shape of its name (first match wins). Every tensor a
+# converter drops gets one of these reasons in the load report: nothing is dropped in silence.
+_DROP_REASONS = (
+    (re.compile(r"(^|\.)(input_resolution|context_length|vocab_size|attn_mask|position_ids)$"),
+     "not a weight (a TorchScript attribute or a cached buffer)"),
+    (re.compile(r"(^|\.)(criterion\.|loss_decode\.)|empty_weight$"), "a training criterion's buffer"),
+    (re.compile(r"^(pixel_mean|pixel_std)$"),
+     "preprocessing constants (the model folder's preprocessing record holds ours)"),
+    (re.compile(r"^auxiliary_head\."), "the auxiliary head of the published training (not used at inference)"),
+    (re.compile(r"(^|\.)conv_seg\."), "mmseg's conv_seg, which the Segformer head never uses"),
+    (re.compile(r"^decode_head\."), "a decode head of another kind than this model's"),
+    (re.compile(r"(^|\.)mask_token$"), "the masked-image-modelling token (unused for segmentation)"),
+    (re.compile(r"(^|[./])(head|classifier|fc_norm|pre_logits|pooler)[./]"),
+     "the image-classification head (not part of a segmentation model)"),
+    (re.compile(r"(^|[./])(norm|layernorm|ln1|encoder_norm)[./]"),
+     "the classifier's final norm (segmentation taps the blocks' outputs)"),
+)
+
+
+def drop_reason(key: str) -> str:
+    """Why a dropped published tensor is not used (see `_DROP_REASONS`)."""
+    return next((why for pattern, why in _DROP_REASONS if pattern.search(key)), "not used by this model")
+
+
+def with_reasons(dropped) -> dict[str, str]:
+    """{key: reason} of a converter's dropped keys (a list gets the reasons by name)."""
+    if isinstance(dropped, dict):
+        return dict(dropped)
+    return {k: drop_reason(k) for k in dropped}
 
 
 @dataclass(frozen=True)
@@ -54,6 +85,27 @@ CONVERTERS: list[WeightConverter] = []
 
 def register_converter(converter: WeightConverter) -> WeightConverter:
     CONVERTERS.append(converter)
+    return converter
+
+
+@dataclass(frozen=True)
+class HeadConverter:
+    """A published decode head of one head class -> our head's keys, applied before the backbone
+    converter sees the file. `convert(state) -> (our `decode_head.*` tensors, file keys used)`
+    returns ({}, []) when the file holds no such head."""
+
+    head_type: type
+    convert: Callable[[dict], tuple[dict, list[str]]]
+
+    def handles(self, head) -> bool:
+        return isinstance(head, self.head_type)
+
+
+HEAD_CONVERTERS: list[HeadConverter] = []
+
+
+def register_head_converter(converter: HeadConverter) -> HeadConverter:
+    HEAD_CONVERTERS.append(converter)
     return converter
 
 

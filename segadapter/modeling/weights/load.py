@@ -10,7 +10,7 @@ import torch
 
 from ...errors import CheckpointError
 from .. import hub
-from .converters import CONVERTERS
+from .converters import CONVERTERS, HEAD_CONVERTERS, with_reasons
 from .io import read_checkpoint
 from .report import LoadReport, apply_state_dict, shorten
 
@@ -19,25 +19,41 @@ HEAD_GROUPS = ("decode_head.", "adapters.")
 
 
 def load_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> LoadReport:
-    """Load a local file/folder into `model`: our own folder, or a published layout."""
+    """Load a local file/folder into `model`: our own folder, or a published layout. Every tensor
+    of the file is loaded or listed in `report.ignored` with its reason; every model tensor not
+    loaded is listed in `report.fresh`."""
     path = Path(path)
     if (path / "checkpoints" / "latest").is_file():  # a training run: its latest checkpoint
         path = hub.resolve_model_dir(path)
     if path.is_dir() and hub.is_model_dir(path):
         return apply_state_dict(model, hub.read_weights(path / hub.WEIGHTS_NAME), source=str(path))
     state = read_checkpoint(path)
+    head_state, rest = _convert_published_head(model, state)
     family = _converter_for(model)
-    layout = family.detect_layout(state)
+    layout = family.detect_layout(rest)
     if layout is None:
-        raise _no_layout_error(path, state, family, model)
-    converted, ignored = family.convert(state, layout)
+        raise _no_layout_error(path, rest, family, model)
+    converted, dropped = family.convert(rest, layout)
+    ignored = with_reasons(dropped)
+    converted.update(head_state)
+    before = dict(converted)
     removed, notes = family.fit(converted, model)
-    ignored = list(ignored) + list(removed)
-    if (layout != "segadapter" and not _keeps_published_head(model)) or not _head_fits(model, converted):
-        # Published heads are All-MLP heads trained without adapters (and with ReLU, where ours use
-        # GELU), and a head of another kind never fits: such a model keeps only the encoder.
-        ignored += [k for k in state if k.startswith("decode_head.") and k not in ignored]
-        converted = {k: v for k, v in converted.items() if not k.startswith("decode_head.")}
+    ignored.update(_sources({k: before[k] for k in removed}, state, "not used after fitting the model "
+                            "(see the notes)", family, layout))
+    head_type = type(getattr(model, "decode_head", None)).__name__
+    if not _head_fits(model, converted):
+        skip = {k: v for k, v in converted.items() if k.startswith("decode_head.")}
+        ignored.update(_sources(skip, state, f"a decode head of another kind than this model's {head_type}",
+                                family, layout))
+    elif layout != "segadapter" and not head_state and not _keeps_published_head(model):
+        # Published All-MLP heads were trained without adapters (and with ReLU, where ours use
+        # GELU): such a model keeps only the encoder.
+        skip = {k: v for k, v in converted.items() if k.startswith("decode_head.")}
+        ignored.update(_sources(skip, state, f"a published head, which this model's {head_type} "
+                                             "(trained with adapters) does not take", family, layout))
+    else:
+        skip = {}
+    converted = {k: v for k, v in converted.items() if k not in skip}
     _check_num_classes(model, converted, path)
     optional = tuple(g for g in HEAD_GROUPS if not any(k.startswith(g) for k in converted))
     optional += family.optional_prefixes(layout)
@@ -46,9 +62,47 @@ def load_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> LoadRepo
     except CheckpointError as e:
         hint = _architecture_hint(path, family, converted, model)
         raise CheckpointError(f"{hint}\n{e}" if hint else str(e)) from None
-    report.ignored = sorted(ignored)
+    report.ignored = dict(sorted(ignored.items()))
     report.notes = list(notes)
     return report
+
+
+def _convert_published_head(model, state: dict) -> tuple[dict, dict]:
+    """(our head tensors from a published head that a head converter reads, the rest of the file)."""
+    head = getattr(model, "decode_head", None)
+    for converter in HEAD_CONVERTERS:
+        if converter.handles(head):
+            converted, used = converter.convert(state)
+            used = set(used)
+            return converted, {k: v for k, v in state.items() if k not in used}
+    return {}, state
+
+
+def _sources(removed: dict, state: dict, reason: str, family, layout: str) -> dict[str, str]:
+    """{file key: reason} for converted tensors that are not loaded after all. A renamed tensor
+    (or a view of it) is found by its storage; one made from several file tensors (fused q/k/v)
+    by converting a copy of the file whose every tensor holds its own index."""
+    by_storage: dict[int, list[str]] = {}
+    for k, v in state.items():
+        if v.numel():
+            by_storage.setdefault(v.untyped_storage().data_ptr(), []).append(k)
+    out, untraced = {}, []
+    for k, t in removed.items():
+        keys = by_storage.get(t.untyped_storage().data_ptr()) if t.numel() else None
+        if keys:
+            out.update(dict.fromkeys(keys, reason))
+        else:
+            untraced.append(k)
+    if untraced:
+        names = list(state)
+        tagged = {k: torch.full(v.shape, float(i), dtype=torch.float32) for i, k in enumerate(names)}
+        converted, _ = family.convert(tagged, layout)
+        for k in untraced:
+            if k in converted:
+                out.update(dict.fromkeys((names[int(i)] for i in converted[k].unique().tolist()), reason))
+            else:
+                out[k] = reason  # not traceable to the file: listed under our name
+    return out
 
 
 def _head_fits(model, state: dict) -> bool:

@@ -14,7 +14,7 @@ class LoadReport:
     layout: str = "segadapter"
     loaded: list[str] = field(default_factory=list)
     fresh: list[str] = field(default_factory=list)  # parameters left freshly initialised
-    ignored: list[str] = field(default_factory=list)  # checkpoint tensors deliberately unused
+    ignored: dict[str, str] = field(default_factory=dict)  # checkpoint tensors not used -> why
     notes: list[str] = field(default_factory=list)  # what was adapted (e.g. resampled position embeddings)
 
     def __str__(self) -> str:
@@ -24,7 +24,9 @@ class LoadReport:
         if self.fresh:
             msg += f"; freshly initialised: {len(self.fresh)} tensors in {', '.join(groups)}"
         if self.ignored:
-            msg += f"; not used from the checkpoint: {len(self.ignored)} tensors ({shorten(self.ignored, 3)})"
+            reasons = sorted(set(self.ignored.values()))
+            msg += (f"; not used from the checkpoint: {len(self.ignored)} tensors ({shorten(list(self.ignored), 3)}: "
+                    + "; ".join(reasons) + ")")
         for note in self.notes:
             msg += f"; {note}"
         return msg
