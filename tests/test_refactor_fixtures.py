@@ -1,5 +1,5 @@
 """The restructured code computes what the code before it did (`tests/fixtures/refactor/record.py`,
-run on the commit before the restructuring): eval logits, loss terms, one AdamW step's update,
+run on the commit before the restructuring): eval logits, loss terms, one training step's gradients,
 optimizer parameter groups, state-dict layouts and parameter / FLOP counts of every model that
 existed then."""
 import json
@@ -22,11 +22,17 @@ def test_family_computes_what_it_did(name):
     want = load_file(str(HERE / f"{name}.safetensors"))
     got = record.compute(name, record.FAMILIES[name])
     assert set(got) == set(want)
+    # Gradients that are mathematically zero (a bias before a norm, an attention key bias) hold
+    # only rounding noise, which differs between CPUs: tolerate 1e-3 of the family's median sum |g|.
+    noise = 1e-3 * torch.stack([v[1] for k, v in want.items() if k.startswith("grad.")]).median()
     for key, expected in want.items():
         value = got[key].to(expected.dtype)
         if key in WEIGHTED_NOW:
             expected = expected * WEIGHTED_NOW[key]
-        assert torch.allclose(value, expected, rtol=1e-6, atol=1e-6), key
+        if key.startswith("grad."):  # (sum, sum |g|, projection): within 1e-4 of the tensor's sum |g|
+            assert ((value - expected).abs() <= 1e-4 * expected[1].abs() + noise).all(), key
+        else:
+            assert torch.allclose(value, expected, rtol=1e-6, atol=1e-6), key
     groups = json.loads((HERE / "groups.json").read_text())[name]
     assert record.GROUPS[name] == groups  # optimizer state of old training runs still lines up
 
