@@ -23,13 +23,15 @@ def _perturbed(name: str, **kw):
     return model
 
 
-@pytest.mark.parametrize("src_name,dst_name", [("segformer-b0", "segdeformer-mit-b0"),
-                                               ("convnext-t", "segdeformer-convnext-t")])
-def test_backbone_weights_load_and_head_is_fresh(tmp_path, src_name, dst_name):
+# norm_eps=None: Segformer's LayerNorm eps (SegDeformer's default is mmseg's 1e-6 everywhere), so
+# that the two backbones compute the same features below
+@pytest.mark.parametrize("src_name,dst_name,dst_options", [("segformer-b0", "segdeformer-mit-b0", {"norm_eps": None}),
+                                                           ("convnext-t", "segdeformer-convnext-t", {})])
+def test_backbone_weights_load_and_head_is_fresh(tmp_path, src_name, dst_name, dst_options):
     src = _perturbed(src_name)
     # a published full Segformer / ConvNeXt checkpoint in our names, All-MLP head included
     torch.save({"state_dict": src.state_dict()}, tmp_path / "w.pth")
-    model = segadapter.create_model(dst_name, num_classes=7, pretrained=tmp_path / "w.pth").eval()
+    model = segadapter.create_model(dst_name, num_classes=7, pretrained=tmp_path / "w.pth", **dst_options).eval()
     ours = model.state_dict()
     for k, v in src.state_dict().items():
         if k.startswith("backbone."):

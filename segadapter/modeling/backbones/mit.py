@@ -2,6 +2,10 @@
 
 Module names follow the NVlabs original, grouped per stage:
 `stages.{i}.patch_embed`, `stages.{i}.blocks.{j}`, `stages.{i}.norm`.
+
+LayerNorm eps: by default the NVlabs mix (torch's 1e-5 in the patch-embedding and spatial-reduction
+norms, `layer_norm_eps` in the block and stage-end norms); `norm_eps` sets one eps for every norm,
+as mmseg's MiT does (its configs: `norm_cfg=dict(type='LN', eps=1e-6)` everywhere).
 """
 from __future__ import annotations
 
@@ -39,10 +43,10 @@ MIT_SPECS = {
 class OverlapPatchEmbed(nn.Module):
     """Strided conv with overlapping windows, then LayerNorm over channels."""
 
-    def __init__(self, in_ch: int, out_ch: int, patch: int, stride: int):
+    def __init__(self, in_ch: int, out_ch: int, patch: int, stride: int, eps: float = 1e-5):
         super().__init__()
         self.proj = nn.Conv2d(in_ch, out_ch, patch, stride, padding=patch // 2)
-        self.norm = nn.LayerNorm(out_ch)  # NVlabs keeps torch's default eps here
+        self.norm = nn.LayerNorm(out_ch, eps=eps)  # NVlabs keeps torch's default eps here
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         x = self.proj(x)
@@ -53,7 +57,7 @@ class OverlapPatchEmbed(nn.Module):
 class EfficientSelfAttention(nn.Module):
     """Multi-head attention whose keys/values come from a spatially reduced (sr x sr) map."""
 
-    def __init__(self, dim: int, heads: int, sr_ratio: int):
+    def __init__(self, dim: int, heads: int, sr_ratio: int, eps: float = 1e-5):
         super().__init__()
         self.heads = heads
         self.q = nn.Linear(dim, dim)
@@ -62,7 +66,7 @@ class EfficientSelfAttention(nn.Module):
         self.sr_ratio = sr_ratio
         if sr_ratio > 1:
             self.sr = nn.Conv2d(dim, dim, sr_ratio, sr_ratio)
-            self.norm = nn.LayerNorm(dim)
+            self.norm = nn.LayerNorm(dim, eps=eps)  # NVlabs: torch's default eps
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         b, n, c = x.shape
@@ -93,10 +97,11 @@ class MixFFN(nn.Module):
 
 
 class MiTBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, sr_ratio: int, mlp_ratio: int, drop_path: float, eps: float):
+    def __init__(self, dim: int, heads: int, sr_ratio: int, mlp_ratio: int, drop_path: float, eps: float,
+                 sr_eps: float = 1e-5):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = EfficientSelfAttention(dim, heads, sr_ratio)
+        self.attn = EfficientSelfAttention(dim, heads, sr_ratio, sr_eps)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = MixFFN(dim, dim * mlp_ratio)
         self.drop_path = DropPath(drop_path)
@@ -107,11 +112,12 @@ class MiTBlock(nn.Module):
 
 
 class MiTStage(nn.Module):
-    def __init__(self, in_ch, dim, depth, heads, sr_ratio, patch, stride, mlp_ratio, dpr, eps):
+    # eps: the block and stage-end norms; default_eps: the patch-embedding and sr norms
+    def __init__(self, in_ch, dim, depth, heads, sr_ratio, patch, stride, mlp_ratio, dpr, eps, default_eps=1e-5):
         super().__init__()
-        self.patch_embed = OverlapPatchEmbed(in_ch, dim, patch, stride)
+        self.patch_embed = OverlapPatchEmbed(in_ch, dim, patch, stride, default_eps)
         self.blocks = nn.ModuleList(
-            MiTBlock(dim, heads, sr_ratio, mlp_ratio, dpr[j], eps) for j in range(depth)
+            MiTBlock(dim, heads, sr_ratio, mlp_ratio, dpr[j], eps, default_eps) for j in range(depth)
         )
         self.norm = nn.LayerNorm(dim, eps=eps)
 
@@ -125,9 +131,13 @@ class MiTStage(nn.Module):
 class MixVisionTransformer(nn.Module):
     """MiT encoder. `forward` returns the 4 stage maps (strides 4, 8, 16, 32), NCHW."""
 
-    def __init__(self, spec: MiTSpec, in_chans: int = 3, drop_path_rate: float = 0.1, layer_norm_eps: float = 1e-6):
+    def __init__(self, spec: MiTSpec, in_chans: int = 3, drop_path_rate: float = 0.1, layer_norm_eps: float = 1e-6,
+                 norm_eps: float | None = None):
         super().__init__()
         self.spec = spec
+        # norm_eps None: the NVlabs / Hugging Face mix; a number: that eps in every norm (mmseg MiT)
+        default_eps = 1e-5 if norm_eps is None else norm_eps
+        layer_norm_eps = layer_norm_eps if norm_eps is None else norm_eps
         self.out_channels = tuple(spec.widths)
         self.out_strides = tuple(math.prod(spec.strides[:i + 1]) for i in range(4))
         dpr = drop_path_rates(drop_path_rate, sum(spec.depths))
@@ -136,7 +146,7 @@ class MixVisionTransformer(nn.Module):
             stages.append(
                 MiTStage(prev, spec.widths[i], spec.depths[i], spec.heads[i], spec.sr_ratios[i],
                          spec.patch_sizes[i], spec.strides[i], spec.mlp_ratio,
-                         dpr[start:start + spec.depths[i]], layer_norm_eps)
+                         dpr[start:start + spec.depths[i]], layer_norm_eps, default_eps)
             )
             start += spec.depths[i]
             prev = spec.widths[i]

@@ -6,6 +6,10 @@ norm, and the class token removed right after the position embedding is added (n
 is stored for the `img_size` grid and resized bicubically for any other input grid; inputs are
 padded bottom/right to a multiple of the patch size (mmseg's "corner" padding).
 
+Stochastic depth: `drop_path_mode="both"` (timm, the default) drops the attention and the MLP
+branch; `"ffn"` drops only the MLP branch, as the mmseg 0.24 ViT does (its attention has no
+DropPath; SegViT's models use it).
+
 Stages for the Segmentor: stage i runs the blocks after the previous tap up to tap
 `out_indices[i]`; what flows between stages is the NCHW token map (a (map, cls) pair when the
 class token is kept) and `stage_output` hands that map to the head.
@@ -53,6 +57,7 @@ VIT_SPECS = {
 }
 DEFAULT_OUT_INDICES = {"t": (5, 7, 11), "s": (5, 7, 11), "b": (5, 7, 11), "l": (7, 15, 23)}
 DEFAULT_DROP_PATH = {"t": 0.1, "s": 0.1, "b": 0.1, "l": 0.3}
+DROP_PATH_MODES = ("both", "ffn")  # timm: both residual branches; mmseg 0.24 ViT: the FFN branch only
 
 
 class Attention(nn.Module):
@@ -100,23 +105,28 @@ class Block(nn.Module):
     """Pre-norm transformer block; with `query_stride` 2 it is SegViT's QD block."""
 
     def __init__(self, dim: int, num_heads: int, drop_path: float, eps: float, attn_drop: float = 0.0,
-                 query_stride: int = 1):
+                 query_stride: int = 1, drop_path_mode: str = "both"):
         super().__init__()
         self.query_stride = query_stride
+        self.drop_path_mode = drop_path_mode
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads, attn_drop)
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, 4 * dim)
 
+    def _drop_attn(self, x: torch.Tensor) -> torch.Tensor:
+        # mmseg 0.24 ViT ("ffn"): the attention branch is never dropped, only the FFN's
+        return self.drop_path(x) if self.drop_path_mode == "both" else x
+
     def forward(self, x: torch.Tensor, hw: tuple[int, int], prefix: int) -> tuple[torch.Tensor, tuple[int, int]]:
         if self.query_stride == 1:
-            x = x + self.drop_path(self.attn(self.norm1(x)))
+            x = x + self._drop_attn(self.attn(self.norm1(x)))
         else:
             y = self.norm1(x)  # per-token norm: norm1 of the subsampled x = subsampled norm1(x)
             xq, new_hw = subsample_tokens(x, hw, prefix, self.query_stride)
             yq, _ = subsample_tokens(y, hw, prefix, self.query_stride)
-            x, hw = xq + self.drop_path(self.attn(y, yq)), new_hw
+            x, hw = xq + self._drop_attn(self.attn(y, yq)), new_hw
         return x + self.drop_path(self.mlp(self.norm2(x))), hw
 
 
@@ -154,7 +164,7 @@ class ViT(nn.Module):
     def __init__(self, spec: ViTSpec, img_size=224, patch_size: int = 16, in_chans: int = 3,
                  out_indices=None, drop_path_rate: float = 0.1, keep_cls_token: bool = False,
                  shrink_index: int | None = None, layer_norm_eps: float = 1e-6, attn_drop: float = 0.0,
-                 depth: int | None = None):
+                 depth: int | None = None, drop_path_mode: str = "both"):
         super().__init__()
         depth = spec.depth if depth is None else int(depth)
         if depth != spec.depth:
@@ -165,10 +175,13 @@ class ViT(nn.Module):
                 or out_indices[0] < 0 or out_indices[-1] != depth - 1:
             raise ConfigError(f"ViT out_indices {list(out_indices)}: need strictly increasing block indices "
                               f"ending at the last block ({depth - 1}); set depth to use fewer blocks")
+        if drop_path_mode not in DROP_PATH_MODES:
+            raise ConfigError(f"ViT drop_path_mode {drop_path_mode!r}: expected one of {', '.join(DROP_PATH_MODES)}")
         if shrink_index is not None and not 0 <= shrink_index < depth:
             raise ConfigError(f"ViT shrink_index {shrink_index} is not a block index (0..{depth - 1})")
         self.out_indices = out_indices
         self.shrink_index = shrink_index
+        self.drop_path_mode = drop_path_mode
         self.patch_size = patch_size
         self.keep_cls_token = keep_cls_token
         self.num_prefix_tokens = 1 if keep_cls_token else 0
@@ -185,7 +198,7 @@ class ViT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, n_pos, c))
         dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear, 0 -> rate
         self.blocks = nn.ModuleList(
-            Block(c, spec.heads, dpr[i], layer_norm_eps, attn_drop, 2 if i == shrink_index else 1)
+            Block(c, spec.heads, dpr[i], layer_norm_eps, attn_drop, 2 if i == shrink_index else 1, drop_path_mode)
             for i in range(depth))
         self._init_weights()
 

@@ -1,6 +1,8 @@
 """The SegDeformer family: a MiT or ConvNeXt backbone + the SegDeformer decode head
 (`segdeformer-mit-b0..b5`, `segdeformer-convnext-t|s|b`). The head width is C = 256 for every backbone, as in the official configs (mmseg's Segformer
 configs keep 256 for B2-B5 too).
+On MiT every LayerNorm has eps 1e-6 as in the official backbone (mmseg MiT); `norm_eps=None` gives
+Segformer's NVlabs mix (1e-5 in the patch-embedding and spatial-reduction norms).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ SEGDEFORMER_VARIANTS: dict[str, tuple[str, str]] = {
     **{f"segdeformer-mit-{v}": ("mit", v) for v in MIT_SPECS},
     **{f"segdeformer-convnext-{v}": ("convnext", v) for v in CONVNEXT_SPECS},
 }
+MMSEG_MIT_NORM_EPS = 1e-6  # mmseg MiT configs: norm_cfg=dict(type='LN', eps=1e-6) in every norm
 _HEAD_OPTIONS = ("channels", "internal", "external", "attention_reduction", "aux_weight", "dropout",
                  "loss_average", "ignore_index")
 
@@ -29,11 +32,14 @@ def build_segdeformer(backbone_name: str, variant: str, num_classes: int, *,
     """(backbone, SegDeformer head) for `backbone_name` 'mit' (b0-b5) or 'convnext' (t, s, b).
 
     `drop_path_rate` defaults to the backbone's usual value (MiT 0.1, ConvNeXt per variant);
-    `options` are the head's (`SegDeformerHead`: channels, internal, external,
+    `norm_eps` (MiT only) the eps of every LayerNorm, 1e-6 as mmseg's MiT (None: the NVlabs mix);
+    the other `options` are the head's (`SegDeformerHead`: channels, internal, external,
     attention_reduction, aux_weight, dropout, loss_average, ignore_index)."""
+    norm_eps_given = "norm_eps" in options
+    norm_eps = options.pop("norm_eps", MMSEG_MIT_NORM_EPS)
     unknown = sorted(set(options) - set(_HEAD_OPTIONS))
     if unknown:
-        raise ConfigError(f"unknown SegDeformer options {unknown}; expected drop_path_rate or one of "
+        raise ConfigError(f"unknown SegDeformer options {unknown}; expected drop_path_rate, norm_eps or one of "
                           f"{list(_HEAD_OPTIONS)}")
     specs = {"mit": MIT_SPECS, "convnext": CONVNEXT_SPECS}
     if backbone_name not in specs:
@@ -41,8 +47,10 @@ def build_segdeformer(backbone_name: str, variant: str, num_classes: int, *,
     if variant not in specs[backbone_name]:
         raise ConfigError(f"unknown {backbone_name} variant {variant!r}; expected one of "
                           f"{sorted(specs[backbone_name])}")
+    if norm_eps_given and backbone_name != "mit":
+        raise ConfigError(f"norm_eps is an option of the MiT backbone, not of {backbone_name}")
     if backbone_name == "mit":
-        backbone = mit(variant, drop_path_rate=0.1 if drop_path_rate is None else drop_path_rate)
+        backbone = mit(variant, drop_path_rate=0.1 if drop_path_rate is None else drop_path_rate, norm_eps=norm_eps)
     else:
         backbone = convnext(variant, drop_path_rate=drop_path_rate)
     return backbone, SegDeformerHead(backbone.out_channels, num_classes, **options)

@@ -26,11 +26,13 @@ SEGVIT_VARIANTS = ("segvit-vit-t", "segvit-vit-s", "segvit-vit-b", "segvit-vit-l
 
 
 def build_segvit(variant: str, num_classes: int, shrunk: bool = False, *, img_size: int | None = None,
-                 out_indices=None, drop_path_rate: float | None = None, keep_cls_token: bool = False,
-                 shrink_index: int | None = None, embed_dim: int | None = None, num_heads: int | None = None,
-                 num_layers: int = 3, query_grid: int | None = None, **head_opts):
+                 out_indices=None, drop_path_rate: float | None = None, drop_path_mode: str = "ffn",
+                 keep_cls_token: bool = False, shrink_index: int | None = None, embed_dim: int | None = None,
+                 num_heads: int | None = None, num_layers: int = 3, query_grid: int | None = None, **head_opts):
     """(backbone, head) for `variant` in t/s/b/l. `head_opts`: dropout and the loss options of the
-    heads (ce_weight, focal_weight, dice_weight, no_object_weight, focal_alpha, focal_gamma, ignore_index)."""
+    heads (ce_weight, focal_weight, dice_weight, no_object_weight, focal_alpha, focal_gamma, ignore_index).
+    `drop_path_mode` "ffn": stochastic depth on the FFN branch only, as the official backbone (mmseg 0.24
+    ViT, whose attention has no DropPath); "both" drops the attention branch too (timm)."""
     if variant not in VIT_SPECS:
         raise ConfigError(f"unknown SegViT backbone {variant!r}; expected one of {', '.join(VIT_SPECS)}")
     spec = VIT_SPECS[variant]
@@ -45,10 +47,11 @@ def build_segvit(variant: str, num_classes: int, shrunk: bool = False, *, img_si
     elif shrink_index is not None:
         raise ConfigError("shrink_index is an option of the Shrunk models (segvit-shrunk-*)")
     backbone = vit(variant, img_size=img_size, out_indices=out_indices, drop_path_rate=drop_path_rate,
-                   keep_cls_token=keep_cls_token, shrink_index=shrink_index)
+                   drop_path_mode=drop_path_mode, keep_cls_token=keep_cls_token, shrink_index=shrink_index)
+    crop = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
     if not shrunk:
         head = ATMHead(backbone.out_channels, num_classes, embed_dim, num_heads, num_layers,
-                       output_stride=PREDICT_STRIDE, **head_opts)
+                       output_stride=PREDICT_STRIDE, image_size=crop, **head_opts)
         return backbone, head
     if backbone.out_strides[0] != backbone.patch_size:
         raise ConfigError(f"Shrunk SegViT: the first tap ({out_indices[0]}) must come before the QD "
