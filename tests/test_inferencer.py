@@ -174,7 +174,9 @@ def test_cli_predict_equals_python_api(model_dir, images, tmp_path, capsys):
     code = main(["predict", str(model_dir), str(src), "--out", str(tmp_path / "out"), "--no-progress",
                  "--opacity", "0.6", "--batch-size", "2"])
     assert code == 0, capsys.readouterr().err
-    preds = Inferencer(model_dir, device="cpu")(src, overlay=True, opacity=0.6)
+    # the same batch size as the command: on some CPUs the conv kernels differ by batch size, and a
+    # random model's near-tied classes then flip a pixel or two
+    preds = Inferencer(model_dir, device="cpu", batch_size=2)(src, overlay=True, opacity=0.6)
     for pred, image in zip(preds, images):
         label = np.asarray(Image.open(tmp_path / "out" / f"{pred.name}.png"))
         assert label.shape == image.shape[:2]

@@ -111,8 +111,27 @@ def test_predict_formula():
         got = head.predict(raw)
         masks = F.interpolate(raw.masks[-1], size=(64, 64), mode="bilinear", align_corners=False).sigmoid()
         probs = raw.logits[-1].softmax(-1)
-        want = sum(probs[0, q, :3, None, None] * masks[0, q] for q in range(10)).clamp(min=1e-8).log()
+        want = sum(probs[0, q, :3, None, None] * masks[0, q] for q in range(10))
     torch.testing.assert_close(got[0], want, atol=1e-5, rtol=1e-5)
+
+
+def test_predict_resizes_masks_to_the_output_before_combining():
+    """The official inference (detectron2's sem_seg_postprocess before semantic_inference): mask
+    logits upsampled to the padded input, cropped, resized to the output size, then combined."""
+    bb, head = _tiny()
+    head.eval()
+    with torch.no_grad():
+        raw = head(_features(bb, torch.randn(1, 3, 60, 90)))
+        # mask logits of a trained model's range (the tiny random one's sit where sigmoid is linear)
+        raw.masks[-1] = torch.randn(raw.masks[-1].shape, generator=torch.Generator().manual_seed(0)) * 4
+        got = head.predict(raw, size=(45, 70))
+        padded = F.interpolate(raw.masks[-1], size=(64, 96), mode="bilinear", align_corners=False)[..., :60, :90]
+        masks = F.interpolate(padded, size=(45, 70), mode="bilinear", align_corners=False).sigmoid()
+        probs = raw.logits[-1].softmax(-1)[..., :3]
+        want = torch.einsum("bqk,bqhw->bkhw", probs, masks)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        combine_first = F.interpolate(head.predict(raw), size=(45, 70), mode="bilinear", align_corners=False)
+        assert (got - combine_first).abs().max() > 1e-4
 
 
 def test_class_logits_are_scaled_cosines():

@@ -71,12 +71,32 @@ def test_predict_is_the_formula():
             for q in range(K):
                 p = torch.exp(cls[b, q, c]) / torch.exp(cls[b, q]).sum()
                 ref[b, c] += p / (1 + torch.exp(-masks[b, q]))
-    torch.testing.assert_close(out, torch.log(ref.clamp(min=1e-6)), atol=1e-5, rtol=1e-5)
-    # with a size, the mask logits (not the scores) are resized first
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)  # probabilities, as the official head
+    # without a crop size, the mask logits (not the scores) are resized to the requested size first
     big = ATMHead((8,), K, embed_dim=8, num_heads=2).predict(raw, (6, 8))
     up = F.interpolate(masks, (6, 8), mode="bilinear", align_corners=False)
-    ref_big = torch.einsum("bqc,bqhw->bchw", cls.softmax(-1)[..., :K], up.sigmoid()).clamp(min=1e-6).log()
+    ref_big = torch.einsum("bqc,bqhw->bchw", cls.softmax(-1)[..., :K], up.sigmoid())
     torch.testing.assert_close(big, ref_big)
+
+
+def test_predict_follows_the_official_order_at_other_sizes():
+    """The official head resizes the mask logits to its crop (`image_size`), combines there, and
+    mmseg resizes the scores to the input: at an input other than the crop this differs from
+    resizing the masks straight to the input."""
+    g = torch.Generator().manual_seed(1)
+    raw = MaskClassOutput([torch.randn(1, K, K + 1, generator=g)], [torch.randn(1, K, 5, 5, generator=g) * 3])
+    head = ATMHead((8,), K, embed_dim=8, num_heads=2, image_size=(16, 16))
+    got = head.predict(raw, (12, 20))
+    cls = raw.class_logits[0].softmax(-1)[..., :K]
+    at_crop = F.interpolate(raw.mask_logits[0], (16, 16), mode="bilinear", align_corners=False).sigmoid()
+    want = F.interpolate(torch.einsum("bqc,bqhw->bchw", cls, at_crop), (12, 20), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(got, want)
+    straight = F.interpolate(raw.mask_logits[0], (12, 20), mode="bilinear", align_corners=False).sigmoid()
+    assert (got - torch.einsum("bqc,bqhw->bchw", cls, straight)).abs().max() > 1e-3
+    # the crop size is the model's: the SegViT builders hand it to the head
+    import segadapter
+
+    assert segadapter.create_model("segvit-vit-t", num_classes=3, img_size=64).decode_head.image_size == (64, 64)
 
 
 # ------------------------------------------------------------------------------------- loss

@@ -268,3 +268,24 @@ def test_segdeformer_official_checkpoint_loads_whole(tmp_path):
     report = check_accounting(model, None, tags)
     assert report.fresh == [] and report.ignored == {}
     assert sum(k.startswith("decode_head.") for k in report.loaded) == 86
+
+
+def test_san_release_through_pretrained_gives_the_same_model(tmp_path, tiny_clip_name):
+    """A SAN model with every tensor perturbed, saved in the release's key layout and loaded with
+    `pretrained=`: the same state and the same scores (the side network and decoder included)."""
+    torch.manual_seed(0)
+    source = tiny_san(tiny_clip_name).eval()
+    with torch.no_grad():
+        for k, t in source.state_dict().items():
+            if t.is_floating_point() and k != "decode_head.class_embeddings":
+                t.add_(torch.randn_like(t) * 0.05)
+    ours = {k: v for k, v in source.state_dict().items()
+            if k not in ("backbone.clip_pretrained", "decode_head.class_embeddings", "decode_head.text_embedded")}
+    path = save(tmp_path, "san_vit_b_16.pth", {"model": _san_release_names(ours, split=9)})
+    model = tiny_san(tiny_clip_name, pretrained=str(path)).eval()
+    assert len(model.load_report.loaded) == len(ours) + 1  # + the "CLIP is trained" flag
+    for k, v in ours.items():
+        assert torch.equal(model.state_dict()[k], v), k
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model(x), source(x))

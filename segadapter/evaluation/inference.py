@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..modeling.heads.base import output_space, takes_output_size
 
 MODES = ("whole", "slide")
 
@@ -67,8 +68,11 @@ def inference(
     """Segment a normalised image `(3, H, W)` or batch `(B, 3, H, W)`.
 
     Returns fp32 scores `(B, K, h, w)` (no batch dim for a 3-D input) at `out_size`, default the
-    input's size. One pass (no flip, scales == (1.0,)) gives logits; test-time augmentation gives the
-    mean of the passes' softmax probabilities. Either way `argmax(1)` is the prediction.
+    input's size. One pass (no flip, scales == (1.0,)) gives the head's output (logits, or a mask
+    head's probabilities: its `output_space`); sliding windows average that output, and flip /
+    multi-scale passes are averaged the way the family's official code does (`OutputSpace.for_tta`:
+    mmseg the softmax of each pass, detectron2 the outputs themselves). Either way `argmax(1)` is
+    the prediction; `output_space(model).probabilities(out, tta)` gives probabilities.
 
     In whole mode an input side shorter than `min_size` is zero-padded (the mean colour) up to it:
     every backbone here downsamples 32x and fails on smaller images.
@@ -78,7 +82,9 @@ def inference(
     x = (image[None] if single else image).to(_device_of(model, image.device), torch.float32)
     h, w = x.shape[-2:]
     size = (int(out_size[0]), int(out_size[1])) if out_size is not None else (h, w)
-    tta = flip or len(scales) > 1 or float(scales[0]) != 1.0
+    tta = is_tta(flip, scales)
+    space = output_space(model)
+    at_output = size if takes_output_size(model) else None
 
     total = None
     passes = 0
@@ -89,26 +95,33 @@ def inference(
             for flipped in (False, True) if flip else (False,):
                 inp = xs.flip(-1) if flipped else xs
                 if mode == "whole":
-                    logits = _whole(model, inp, amp_dtype, min_size)
+                    logits = _whole(model, inp, amp_dtype, min_size, at_output)
                 else:
                     logits = _slide(model, inp, crop, step, amp_dtype, crop_batch_size)
                 if flipped:
                     logits = logits.flip(-1)
                 scores = _resize(logits, size)
                 if tta:
-                    scores = scores.softmax(1)
+                    scores = space.for_tta(scores)
                 total = scores if total is None else total + scores
                 passes += 1
     out = total / passes if passes > 1 else total
     return out[0] if single else out
 
 
-def _whole(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None, min_size: int) -> torch.Tensor:
-    """Raw model logits (any resolution); a too-small input is padded and the padding cut off."""
+def is_tta(flip: bool, scales: Sequence[float]) -> bool:
+    """Whether the options ask for more than one test-time pass (or a rescaled one)."""
+    return flip or len(scales) > 1 or float(scales[0]) != 1.0
+
+
+def _whole(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None, min_size: int,
+           out_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Raw model scores (any resolution; at `out_size` for a head that predicts there itself); a
+    too-small input is padded and the padding cut off."""
     h, w = x.shape[-2:]
     ph, pw = max(min_size - h, 0), max(min_size - w, 0)
     if not (ph or pw):
-        return _forward(model, x, amp_dtype)
+        return _forward(model, x, amp_dtype, out_size)
     logits = _forward(model, F.pad(x, (0, pw, 0, ph)), amp_dtype)
     return _resize(logits, (h + ph, w + pw))[:, :, :h, :w]
 
@@ -149,9 +162,10 @@ def _starts(size: int, crop: int, stride: int) -> list[int]:
     return [min(i * stride, size - crop) for i in range(n)]
 
 
-def _forward(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None) -> torch.Tensor:
+def _forward(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None,
+             out_size: tuple[int, int] | None = None) -> torch.Tensor:
     with torch.autocast(device_type=x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        out = model(x)
+        out = model(x) if out_size is None else model(x, out_size=out_size)
     if isinstance(out, dict):  # a model left in training mode, or a wrapper returning the dict
         out = out["logits"]
     return out.float()

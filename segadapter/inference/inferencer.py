@@ -282,7 +282,8 @@ class Inferencer:
             return self._infer_now(batch, want_scores)
 
     def _infer_now(self, batch: list, want_scores: bool) -> list[dict[str, np.ndarray]]:
-        from ..evaluation.inference import inference
+        from ..evaluation.inference import inference, is_tta
+        from ..modeling.heads.base import output_space
 
         p = self.preprocessing
         x = torch.stack([t for _, _, t in batch]).to(self.device, non_blocking=True)
@@ -294,8 +295,7 @@ class Inferencer:
         labels = out.argmax(1).to(dtype).cpu().numpy()
         probs = None
         if want_scores:
-            tta = p.flip or len(self.scales) > 1 or self.scales[0] != 1.0
-            probs = (out if tta else out.softmax(1)).cpu().numpy()  # TTA already averages probabilities
+            probs = output_space(self.model).probabilities(out, is_tta(p.flip, self.scales)).cpu().numpy()
         return [{"label": labels[i], **({"scores": probs[i]} if probs is not None else {})} for i in range(len(batch))]
 
 

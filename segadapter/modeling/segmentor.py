@@ -70,11 +70,15 @@ class Segmentor(nn.Module):
             feats.append(self.backbone.stage_output(i, x))
         return feats, sides
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None):
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None, out_size=None):
+        """`out_size`: where the caller will resize the scores to (the image's own size); a head
+        that resizes its masks to the output itself (SAN) predicts there, the others ignore it."""
         feats, sides = self.extract_features(images)
         raw = self.decode_head(feats)
         # heads at stride 1 (mask classification) predict at the input's own size
         size = images.shape[-2:] if self.output_stride == 1 else None
+        if out_size is not None and getattr(self.decode_head, "takes_output_size", False):
+            size = tuple(int(s) for s in out_size)
         if labels is None and not self.training:
             return self.decode_head.predict(raw, size)
         out: dict[str, torch.Tensor] = {"logits": self.decode_head.predict(raw, size)}

@@ -9,8 +9,12 @@ first stage; each later stage continues from the previous stage's queries. Masks
 logits on the grid of the last stage; one Linear(D, K + 1) (the extra class: "no object") gives
 every stage's class logits. All stages are supervised (`losses_mask.fixed_assignment_loss`).
 
-Prediction: score[c] = sum_q softmax(cls_q)[c] * sigmoid(mask_q) without the no-object column,
-returned as log(max(score, eps)) so that argmax, resizing, TTA and export treat it like logits.
+Prediction, in the official order: each query's mask logits are resized (bilinear) to the crop
+size the model was built for (`image_size`, the official head's `image_size`), then
+score[c] = sum_q softmax(cls_q)[c] * sigmoid(mask_q) without the no-object column, and the scores
+are resized to the requested size (mmseg's `resize` of the head output to the input). The scores
+are probabilities (`output_space`): mmseg averages sliding windows in this space and flip /
+multi-scale passes as the mean of their softmax.
 """
 from __future__ import annotations
 
@@ -24,8 +28,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..losses.mask import IGNORE_INDEX, fixed_assignment_loss
-
-PREDICT_EPS = 1e-6  # floor of the per-class score before the log
+from .base import MMSEG_MASK_SCORES, resize_scores
 
 
 @dataclass
@@ -123,6 +126,11 @@ def init_decoder_weights(module: nn.Module, fused_cross: bool = False) -> None:
                 nn.init.uniform_(lin.weight, -bound, bound)
 
 
+def combine_class_masks(class_probs: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
+    """score[b, k] = sum_q class_probs[b, q, k] * sigmoid(mask_logits[b, q]): (B, K, h, w)."""
+    return torch.einsum("bqk,bqhw->bkhw", class_probs.to(mask_logits.dtype), mask_logits.sigmoid())
+
+
 def tokens(feature_map: torch.Tensor) -> torch.Tensor:
     return feature_map.flatten(2).transpose(1, 2)
 
@@ -133,7 +141,9 @@ class MaskClassificationHead(nn.Module):
 
     num_classes: int
     output_stride: int = 16
+    output_space = MMSEG_MASK_SCORES
     loads_published_heads = True  # the official SegViT release's head maps onto ours (weights/vit.py)
+    image_size: tuple[int, int] | None = None  # masks are resized here before the combination
 
     def _loss_options(self, ce_weight, focal_weight, dice_weight, no_object_weight, focal_alpha,
                       focal_gamma, ignore_index):
@@ -142,14 +152,15 @@ class MaskClassificationHead(nn.Module):
                                  focal_gamma=focal_gamma, ignore_index=ignore_index)
 
     def predict(self, raw: MaskClassOutput, size=None) -> torch.Tensor:
-        """(B, K, h, w) log class scores of the final output; with `size`, the mask logits are
-        resized there (bilinear) before the sigmoid, as the official inference does."""
+        """(B, K, h, w) class scores (probabilities) of the final output. As the official head:
+        the mask logits are resized to `image_size` (or straight to `size` when the head has
+        none), combined with the class probabilities, and the scores resized to `size`."""
         cls = raw.class_logits[-1].float().softmax(-1)[..., :-1]  # (B, Q, K)
         masks = raw.mask_logits[-1].float()
-        if size is not None and tuple(masks.shape[-2:]) != tuple(size):
-            masks = F.interpolate(masks, size=tuple(size), mode="bilinear", align_corners=False)
-        score = torch.einsum("bqk,bqhw->bkhw", cls, masks.sigmoid())
-        return score.clamp_min(PREDICT_EPS).log()
+        target = self.image_size or (tuple(size) if size is not None else None)
+        if target is not None and tuple(masks.shape[-2:]) != tuple(target):
+            masks = F.interpolate(masks, size=tuple(target), mode="bilinear", align_corners=False)
+        return resize_scores(combine_class_masks(cls, masks), size)
 
     def loss(self, raw: MaskClassOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return fixed_assignment_loss(raw.class_logits, raw.mask_logits, labels, self.num_classes,
@@ -165,12 +176,14 @@ class ATMHead(MaskClassificationHead):
                  num_heads: int = 12, num_layers: int = 3, dropout: float = 0.1, *,
                  ce_weight: float = 1.0, focal_weight: float = 20.0, dice_weight: float = 1.0,
                  no_object_weight: float = 0.1, focal_alpha: float = 0.25, focal_gamma: float = 2.0,
-                 ignore_index: int = IGNORE_INDEX, output_stride: int = 16):
+                 ignore_index: int = IGNORE_INDEX, output_stride: int = 16,
+                 image_size: tuple[int, int] | None = None):
         super().__init__()
         if num_layers < 1 or not in_channels:
             raise ConfigError("ATM head needs at least one input and one decoder layer")
         self.num_classes = num_classes
         self.output_stride = output_stride
+        self.image_size = tuple(image_size) if image_size is not None else None
         deepest_first = list(in_channels)[::-1]
         self.input_proj = nn.ModuleList(nn.Linear(c, embed_dim) for c in deepest_first)
         self.proj_norm = nn.ModuleList(nn.LayerNorm(embed_dim) for _ in deepest_first)

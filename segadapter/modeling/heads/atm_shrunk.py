@@ -25,12 +25,14 @@ class ShrunkATMHead(MaskClassificationHead):
                  num_heads: int = 16, num_layers: int = 3, dropout: float = 0.1, query_grid: int = 40, *,
                  ce_weight: float = 1.0, focal_weight: float = 20.0, dice_weight: float = 1.0,
                  no_object_weight: float = 0.1, focal_alpha: float = 0.25, focal_gamma: float = 2.0,
-                 ignore_index: int = IGNORE_INDEX, output_stride: int = 16):
+                 ignore_index: int = IGNORE_INDEX, output_stride: int = 16,
+                 image_size: tuple[int, int] | None = None):
         super().__init__()
         if num_layers < 1 or not in_channels:
             raise ConfigError("Shrunk ATM head needs at least one input and one decoder layer")
         self.num_classes = num_classes
         self.output_stride = output_stride
+        self.image_size = tuple(image_size) if image_size is not None else None
         self.query_grid = query_grid
         self.input_proj = nn.ModuleList(nn.Linear(c, embed_dim) for c in in_channels)
         self.proj_norm = nn.ModuleList(nn.LayerNorm(embed_dim) for _ in in_channels)

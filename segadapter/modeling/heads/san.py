@@ -16,7 +16,10 @@ so parameters and state-dict keys stay under `backbone.` only once.
 
 Raw output `SANOutput`: class logits (B, Q, K+1) and mask logits (B, Q, H/16, W/16) of each
 decoded side block (training: blocks 7 and 8, each matched and supervised; inference: block 8).
-`predict` = log(clamp(sum_q softmax(cls_q)[:K] * sigmoid(upsampled mask_q))).
+`predict` = sum_q softmax(cls_q)[:K] * sigmoid(mask_q), the mask logits first upsampled to the
+padded input, cropped and resized to the output size (the official order, detectron2's
+`sem_seg_postprocess` before `semantic_inference`): probabilities, averaged as they are over
+test-time passes (detectron2's TTA).
 
 Vocabulary: `class_embeddings` is a buffer (saved with the model), computed from class names
 through CLIP's text tower and the 14 prompt templates (`set_classes`), or deterministic
@@ -36,6 +39,8 @@ from torch import nn
 from ...errors import ConfigError
 from ..backbones.clip_backbone import ClipBackbone, pad_to_multiple
 from ..losses.mask_criterion import MaskClassificationCriterion, semantic_to_targets
+from .atm import combine_class_masks
+from .base import DETECTRON2_MASK_SCORES
 from .san_side import MaskDecoder, SideConfig, SideViT, tokens_to_map
 
 MAX_NAME_CHARS = 200
@@ -99,6 +104,8 @@ def validate_class_names(names: Sequence[str], tokenizer=None, templates: Sequen
 
 class SANHead(nn.Module):
     output_stride = 1  # predict() returns scores at the input resolution
+    output_space = DETECTRON2_MASK_SCORES
+    takes_output_size = True  # predict(raw, size) resizes the mask logits to the output size itself
     # the published GFLOPs leave out the final class-mask combination (predict): count forward only
     count_predict_flops = False
     loads_published_heads = True  # the official SAN release's side network and decoder (weights/san.py)
@@ -221,17 +228,16 @@ class SANHead(nn.Module):
         return SANOutput(logits, masks, size)
 
     def predict(self, raw: SANOutput, size=None) -> torch.Tensor:
-        """(B, K, H, W) log of the mask-weighted class scores of the final side block; the mask
-        logits are upsampled to the padded input and cropped before the sigmoid."""
+        """(B, K, H, W) class scores (probabilities) of the final side block at `size` (default:
+        the input's). As the official inference: the mask logits are upsampled to the padded
+        input, cropped, resized to `size`, and only then combined with the class probabilities."""
         h, w = raw.image_size
         masks = raw.masks[-1]
         padded = (h + (-h % self.backbone.size_divisor), w + (-w % self.backbone.size_divisor))
         masks = F.interpolate(masks, size=padded, mode="bilinear", align_corners=False)[..., :h, :w]
-        probs = raw.logits[-1].softmax(-1)[..., :-1]
-        scores = torch.einsum("bqk,bqhw->bkhw", probs.to(masks.dtype), masks.sigmoid())
         if size is not None and tuple(size) != (h, w):
-            scores = F.interpolate(scores, size=tuple(size), mode="bilinear", align_corners=False)
-        return scores.clamp(min=1e-8).log()
+            masks = F.interpolate(masks, size=tuple(size), mode="bilinear", align_corners=False)
+        return combine_class_masks(raw.logits[-1].softmax(-1)[..., :-1], masks)
 
     def loss(self, raw: SANOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Hungarian-matched mask-classification losses ('loss_ce', 'loss_mask', 'loss_dice' and

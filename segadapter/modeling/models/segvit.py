@@ -16,8 +16,9 @@ from ..heads.atm_shrunk import ShrunkATMHead
 from ..registry import register_model
 from ..segmentor import Segmentor
 
-# The official inference resizes the mask logits to the input before the sigmoid and the class
-# combination: the heads predict at stride 1 (the Segmentor hands them the input size).
+# The official inference resizes the mask logits to the crop size the model was built for
+# (`img_size`), combines them with the class probabilities there, and resizes the scores to the
+# input: the heads predict at stride 1 (the Segmentor hands them the input size).
 PREDICT_STRIDE = 1
 
 DEFAULT_CROP = {"t": 512, "s": 512, "b": 512, "l": 640}
@@ -59,7 +60,7 @@ def build_segvit(variant: str, num_classes: int, shrunk: bool = False, *, img_si
     if query_grid is None:
         query_grid = backbone.grid_size[0]
     head = ShrunkATMHead(backbone.out_channels, num_classes, embed_dim, num_heads, num_layers,
-                         query_grid=query_grid, output_stride=PREDICT_STRIDE, **head_opts)
+                         query_grid=query_grid, output_stride=PREDICT_STRIDE, image_size=crop, **head_opts)
     return backbone, head
 
 
