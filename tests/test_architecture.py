@@ -86,3 +86,65 @@ def test_engine_and_evaluation_do_not_import_each_other():
     en = {m for n, deps in graph.items() if n.startswith("segadapter.evaluation") for m in deps
           if m.startswith("segadapter.engine")}
     assert not (ev and en), (ev, en)
+
+
+# --------------------------------------------------------------------------- the head contract
+def _calls(fn_names: tuple[str, ...]):
+    """(module path, line, call node) of every call of a bare name in `fn_names` in the package."""
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in fn_names:
+                yield path, node.lineno, node
+
+
+def _head_capabilities() -> set[str]:
+    """The names `DecodeHead` declares (beyond nn.Module's and the core forward/predict/loss)."""
+    from torch import nn
+
+    from segadapter.modeling.heads.base import DecodeHead
+
+    declared = {n for n in vars(DecodeHead) if not n.startswith("_")} | set(DecodeHead.__annotations__)
+    return declared - set(vars(nn.Module)) - {"predict", "loss", "num_classes", "no_weight_decay", "output_stride"}
+
+
+def test_head_capabilities_are_read_not_probed():
+    """Only heads/base.py may ask a head "do you have X?": everywhere else the declared attribute
+    is read. (num_classes, output_stride, no_weight_decay are also model-level names, checked by
+    the Segmentor's own properties.)"""
+    names = _head_capabilities()
+    assert {"at_input_size", "output_space", "loads_published_heads", "fused_inference", "open_vocabulary",
+            "count_predict_flops", "takes_output_size", "query_grid", "on_weights_loaded"} <= names
+    base = ROOT / "modeling" / "heads" / "base.py"
+    probes = [f"{p.relative_to(ROOT.parent)}:{line} {node.args[1].value}"
+              for p, line, node in _calls(("getattr", "hasattr")) if p != base and len(node.args) >= 2
+              and isinstance(node.args[1], ast.Constant) and node.args[1].value in names]
+    assert not probes, probes
+
+
+def test_no_module_imports_the_package_root():
+    graph = _graph()
+    offenders = sorted(n for n, deps in graph.items() if "segadapter" in deps and n != "segadapter")
+    assert not offenders, offenders
+
+
+def test_no_family_isinstance_outside_modeling():
+    """Code outside modeling/ treats every model alike: no isinstance on a family's classes
+    (the contract's base classes, DecodeHead and the Segmentor, are fine)."""
+    import segadapter.modeling as modeling
+
+    families = set()
+    for sub in ("heads", "backbones", "adapters"):
+        pkg = ROOT / "modeling" / sub
+        for path in pkg.glob("*.py"):
+            families |= {n.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ClassDef)}
+    families -= {"DecodeHead", "PixelHead", "MaskClassificationHead", "OutputSpace"}
+    assert modeling is not None and "SANHead" in families
+    offenders = []
+    for path, line, node in _calls(("isinstance", "issubclass")):
+        if (ROOT / "modeling") in path.parents or len(node.args) < 2:
+            continue
+        named = {n.id for n in ast.walk(node.args[1]) if isinstance(n, ast.Name)} | \
+                {n.attr for n in ast.walk(node.args[1]) if isinstance(n, ast.Attribute)}
+        if named & families:
+            offenders.append(f"{path.relative_to(ROOT.parent)}:{line}")
+    assert not offenders, offenders

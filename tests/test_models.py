@@ -40,7 +40,9 @@ def test_adapter_side_outputs_and_coarse_map_shapes(name):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         feats, sides = model.extract_features(x)
-        out = model(x, labels=torch.zeros(2, 64, 64, dtype=torch.long))
+        out = model(x, labels=torch.zeros(2, 64, 64, dtype=torch.long), predictions=True)
+        losses_only = model(x, labels=torch.zeros(2, 64, 64, dtype=torch.long))
+    assert set(losses_only) == {"loss", "loss_main", "loss_coarse"}  # predictions only on request
     assert [tuple(s.shape) for s in sides] == [(2, K, 64 // 2 ** (i + 2), 64 // 2 ** (i + 2)) for i in range(4)]
     assert [f.shape[1] for f in feats] == list(model.backbone.out_channels)
     assert {"logits", "coarse", "loss", "loss_main", "loss_coarse"} == set(out)
@@ -64,7 +66,7 @@ def test_loss_is_main_plus_weighted_coarse_and_ignores_255():
     model = segadapter.create_model("adapt-mit-b0", num_classes=K, coarse_weight=0.25).train()
     labels = torch.randint(0, K, (2, 64, 64))
     labels[:, :10] = 255
-    out = model(torch.randn(2, 3, 64, 64), labels=labels)
+    out = model(torch.randn(2, 3, 64, 64), labels=labels, predictions=True)
     # every loss term comes already weighted; the total is their sum
     assert torch.allclose(out["loss"], out["loss_main"] + out["loss_coarse"])
     ref_coarse = torch.nn.functional.cross_entropy(
@@ -198,3 +200,30 @@ def test_bf16_inference_attention_matches_the_fused_kernel(queries, heads):
     assert (out.float() - ref).abs().max() < 4 * (fused.float() - ref).abs().max() + 1e-3
     assert (out.float() - ref).abs().mean() < 0.02
     assert torch.equal(attention(q, k, v), ref)  # fp32 and training: the fused kernel
+
+
+def test_unknown_option_is_one_line_naming_what_the_model_takes():
+    from segadapter.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown option window_size for model 'segformer-b0'; it takes: .*head_act"):
+        segadapter.create_model("segformer-b0", num_classes=3, window_size=4)  # an adapter option
+    segadapter.create_model("semask-mit-b0", num_classes=3, window_size=4)  # where it belongs
+    with pytest.raises(ConfigError, match="unknown options bogus, drop_path_mode"):
+        segadapter.create_model("segdeformer-mit-b0", num_classes=3, bogus=1, drop_path_mode="ffn")
+
+
+def test_a_builder_bug_keeps_its_traceback():
+    """A TypeError inside a builder is a bug, not a user's bad option: it is not turned into
+    "invalid options" (the option names are checked against the declared ones instead)."""
+    from segadapter.modeling import registry
+
+    def broken(num_classes, depth=2):
+        return len(depth)  # a bug: TypeError
+
+    registry.register_model("broken-test-model", options=registry.option_names(broken))(broken)
+    try:
+        with pytest.raises(TypeError, match="has no len"):
+            segadapter.create_model("broken-test-model", num_classes=3, depth=3)
+    finally:
+        for table in (registry._MODELS, registry._OPTIONS, registry._WEIGHT_OPTIONS):
+            table.pop("broken-test-model", None)

@@ -13,6 +13,8 @@ from math import prod
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..modeling.heads.base import DecodeHead, head_of
+
 aten = torch.ops.aten
 
 
@@ -115,12 +117,14 @@ def count_flops(model: torch.nn.Module, size: tuple[int, int], batch: int = 1, e
     device = next(model.parameters()).device
     x = torch.zeros(batch, 3, *size, device=device)
     # Count the architecture as published, not our algebraically folded inference shortcuts.
-    shortcuts = [] if executed else [m for m in model.modules() if getattr(m, "fused_inference", False)]
+    head = head_of(model)
+    if not isinstance(head, DecodeHead):  # a bare module: counted as it runs
+        head = DecodeHead()
+    shortcuts = [] if executed or not head.fused_inference else [head]
     for m in shortcuts:
         m.fused_inference = False
-    head = getattr(model, "decode_head", None)
     # SAN's published figure leaves out the final class-mask combination (`predict`); SegViT's keeps it
-    run = model if getattr(head, "count_predict_flops", True) else (lambda x: head(model.extract_features(x)[0]))
+    run = model if head.count_predict_flops else (lambda x: model.decode_head(model.extract_features(x)[0]))
     try:
         with MacCounter() as counter:
             run(x)

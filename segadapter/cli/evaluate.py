@@ -13,6 +13,7 @@ import sys
 import torch
 
 from ..errors import ConfigError
+from ..modeling.heads.base import is_open_vocabulary
 from ..evaluation.options import (add_inference_args, check_takes_class_names, holds_placeholders, inference_options,
                                   load_model, model_class_names, model_preprocessing, resolve_device,
                                   resolve_preprocessing)
@@ -97,7 +98,7 @@ def _dataset_class_names(model, dataset_name: str, classes) -> tuple[str | None,
     """(line to print or None, zero-shot?). An open-vocabulary model whose classes are not the
     dataset's gets the dataset's class names (zero-shot); refused in one line when the model cannot
     read names (no CLIP weights / vocabulary)."""
-    if not getattr(model, "open_vocabulary", False):
+    if not is_open_vocabulary(model):
         return None, False
     own, names = model_class_names(model), list(classes)
     if own == names:

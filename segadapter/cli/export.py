@@ -19,13 +19,13 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    import segadapter
     from ..export import METADATA_KEY, check_onnx, export_onnx
+    from ..modeling.factory import from_pretrained
     from ..inference.preprocess import preprocessing_of
     from ..modeling.hub import resolve_model_dir
 
     folder = resolve_model_dir(args.checkpoint)
-    model = segadapter.from_pretrained(folder)
+    model = from_pretrained(folder)
     pre = preprocessing_of(model, source=str(folder))
     size = tuple(args.size) if args.size else pre.resized_size(512, 512)
     path = export_onnx(model, args.onnx, args.opset, size)

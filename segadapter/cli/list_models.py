@@ -9,8 +9,8 @@ def add_parser(sub, name: str):
 
 
 def run(args) -> int:
-    import segadapter
+    from ..modeling.registry import list_models
 
-    for n in segadapter.list_models(args.pattern):
+    for n in list_models(args.pattern):
         print(n)
     return 0

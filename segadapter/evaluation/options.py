@@ -13,6 +13,7 @@ from torch import nn
 from ..runtime.amp import AMP_DTYPES
 from ..errors import ConfigError
 from ..inference.preprocess import Preprocessing, preprocessing_of
+from ..modeling.heads.base import is_open_vocabulary
 from .inference import MODES, check_inference_args
 
 
@@ -88,7 +89,7 @@ def load_model(ckpt: str, device: torch.device, compile: bool = False) -> tuple[
     with `compile`, wrapped by `segadapter.utils.compile.compile_for_inference`. The model's
     preprocessing record: `model_preprocessing(folder)`."""
     from ..modeling import hub  # deferred: keeps `segadapter --help` fast
-    from .. import from_pretrained
+    from ..modeling.factory import from_pretrained
 
     folder = hub.resolve_model_dir(ckpt)
     model = from_pretrained(folder).to(device).eval()
@@ -163,7 +164,7 @@ def check_takes_class_names(model: nn.Module, what: str = "class names", names: 
 
     model = getattr(model, "_orig_mod", model)
     name = getattr(model, "config", {}).get("name", type(model).__name__)
-    if not getattr(model, "open_vocabulary", callable(getattr(model, "set_classes", None))):
+    if not is_open_vocabulary(model):
         k = getattr(model, "num_classes", None)
         raise ConfigError(f"{what}: only open-vocabulary models (san-*) take class names; {name} segments "
                           f"the fixed set of {k} classes it was trained on")

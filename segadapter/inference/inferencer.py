@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, SegAdapterError
+from ..modeling.heads.base import is_open_vocabulary
 from .io_threads import BackgroundWriter, TakeTurns, ordered_map
 from .preprocess import Preprocessing, preprocessing_of
 from .sources import Source, collect
@@ -108,7 +109,7 @@ class Inferencer:
 
     @property
     def open_vocabulary(self) -> bool:
-        return bool(getattr(self.model, "open_vocabulary", callable(getattr(self.model, "set_classes", None))))
+        return is_open_vocabulary(self.model)
 
     @property
     def num_classes(self) -> int:

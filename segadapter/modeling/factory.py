@@ -8,7 +8,7 @@ from ..errors import ConfigError
 from ..utils.io import to_plain
 from . import hub
 from . import models as _families  # noqa: F401  (importing the family files registers every variant)
-from .registry import get_builder, list_models, weight_options
+from .registry import get_builder, list_models, model_options, weight_options
 from .segmentor import Segmentor
 from .weights import apply_state_dict, load_pretrained
 
@@ -31,16 +31,19 @@ def create_model(name: str, num_classes: int | None = None, pretrained: str | os
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
     builder = get_builder(name)
+    accepted = model_options(name)
+    unknown = sorted(set(options) - accepted) if accepted is not None else []
+    if unknown:
+        raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for model "
+                          f"{name!r}; it takes: {', '.join(sorted(accepted))}")
     try:
         model = builder(num_classes=num_classes, **options)
-    except (TypeError, ValueError) as e:  # unknown, misplaced or invalid option
+    except ValueError as e:  # a known option with an invalid value (a TypeError is a bug: it surfaces)
         raise ConfigError(f"invalid options for model {name!r}: {e}") from None
     model.config = {"name": name, "num_classes": num_classes, "options": to_plain(options)}
     if pretrained is not None:
         model.load_report = load_pretrained(model, pretrained)
-        hook = getattr(model.decode_head, "on_weights_loaded", None)
-        if hook is not None:  # e.g. SAN embeds its class names once CLIP's text tower is loaded
-            hook()
+        model.decode_head.on_weights_loaded()  # e.g. SAN embeds its names once CLIP's text tower is loaded
     return model
 
 

@@ -4,22 +4,41 @@ The family files in `models/` register themselves when imported; `factory` impor
 from __future__ import annotations
 
 import fnmatch
-from typing import Callable
+import inspect
+from typing import Callable, Iterable
 
 from ..errors import SegAdapterError
 
 _MODELS: dict[str, Callable] = {}
 _WEIGHT_OPTIONS: dict[str, tuple[str, ...]] = {}
 _OPEN_VOCABULARY: set[str] = set()
+_OPTIONS: dict[str, frozenset[str]] = {}
+# parameters of builders that a variant fixes, never options a user passes
+_NOT_OPTIONS = {"self", "num_classes", "variant", "adapter", "backbone_name", "shrunk", "name"}
 
 
-def register_model(name: str, weight_options: tuple[str, ...] = (), open_vocabulary: bool = False):
+def option_names(*sources: Callable | Iterable[str]) -> frozenset[str]:
+    """The option names a model takes: the keyword parameters of each callable source (a builder,
+    a head or options dataclass), and each iterable's names; `**kwargs` themselves add none."""
+    names: set[str] = set()
+    for src in sources:
+        if callable(src):
+            params = inspect.signature(src).parameters.values()
+            names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        else:
+            names |= set(src)
+    return frozenset(names - _NOT_OPTIONS)
+
+
+def register_model(name: str, weight_options: tuple[str, ...] = (), open_vocabulary: bool = False,
+                   options: frozenset[str] | None = None):
     """Decorator: register `fn(num_classes, **options) -> nn.Module` under `name`.
 
     `weight_options` name options that only point at initial weights (a CLIP checkpoint): kept in
     the saved config for the record, but not used again when a saved folder is rebuilt, since the
     folder's own weights replace them. `open_vocabulary` models take their classes as names
-    (`classes=[...]`), e.g. a training dataset's."""
+    (`classes=[...]`), e.g. a training dataset's. `options` (see `option_names`) are the option
+    names the model takes: `create_model` refuses any other in one line, before building."""
 
     def wrap(fn: Callable) -> Callable:
         if name in _MODELS:
@@ -28,6 +47,8 @@ def register_model(name: str, weight_options: tuple[str, ...] = (), open_vocabul
         _WEIGHT_OPTIONS[name] = tuple(weight_options)
         if open_vocabulary:
             _OPEN_VOCABULARY.add(name)
+        if options is not None:
+            _OPTIONS[name] = frozenset(options)
         return fn
 
     return wrap
@@ -50,6 +71,11 @@ def get_builder(name: str) -> Callable:
 
 def weight_options(name: str) -> tuple[str, ...]:
     return _WEIGHT_OPTIONS.get(name, ())
+
+
+def model_options(name: str) -> frozenset[str] | None:
+    """The option names `name` takes (None: not declared)."""
+    return _OPTIONS.get(name)
 
 
 def is_open_vocabulary(name: str) -> bool:

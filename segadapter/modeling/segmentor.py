@@ -2,8 +2,10 @@
 
 It holds no method-specific logic: the head owns its prediction and loss, the adapters own
 their coarse map and its loss. Eval `model(images)` returns per-pixel class scores (B, K, h, w)
-at `output_stride`; `model(images, labels)` returns those as "logits", every weighted "loss_*"
-term and their sum "loss".
+at `output_stride` (or at the input size, for heads that declare `at_input_size`);
+`model(images, labels)` returns every weighted "loss_*" term and their sum "loss" - the
+predictions ("logits", and the adapters' "coarse" map) only on request (`predictions=True`), or
+in training mode without labels.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ class Segmentor(nn.Module):
     @property
     def open_vocabulary(self) -> bool:
         """Whether the classes are names the model can be given at inference (`set_classes`)."""
-        return hasattr(self.decode_head, "set_classes")
+        return self.decode_head.open_vocabulary
 
     def set_classes(self, names) -> None:
         """Replace the vocabulary of an open-vocabulary model; the config follows (and so every
@@ -70,24 +72,29 @@ class Segmentor(nn.Module):
             feats.append(self.backbone.stage_output(i, x))
         return feats, sides
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None, out_size=None):
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None, out_size=None,
+                predictions: bool = False):
         """`out_size`: where the caller will resize the scores to (the image's own size); a head
-        that resizes its masks to the output itself (SAN) predicts there, the others ignore it."""
+        that resizes its masks to the output itself (SAN) predicts there, the others ignore it.
+        With `labels`, the loss terms; the predictions too with `predictions=True`."""
         feats, sides = self.extract_features(images)
         raw = self.decode_head(feats)
-        # heads at stride 1 (mask classification) predict at the input's own size
-        size = images.shape[-2:] if self.output_stride == 1 else None
-        if out_size is not None and getattr(self.decode_head, "takes_output_size", False):
+        head = self.decode_head
+        size = images.shape[-2:] if head.at_input_size else None
+        if out_size is not None and head.takes_output_size:
             size = tuple(int(s) for s in out_size)
         if labels is None and not self.training:
-            return self.decode_head.predict(raw, size)
-        out: dict[str, torch.Tensor] = {"logits": self.decode_head.predict(raw, size)}
-        if sides:
-            out["coarse"] = self.adapters.coarse_map(sides)
+            return head.predict(raw, size)
+        out: dict[str, torch.Tensor] = {}
+        coarse = self.adapters.coarse_map(sides) if sides else None
+        if labels is None or predictions:
+            out["logits"] = head.predict(raw, size)
+            if coarse is not None:
+                out["coarse"] = coarse
         if labels is not None:
-            losses = self.decode_head.loss(raw, labels)
-            if sides:
-                losses.update(self.adapters.loss(out["coarse"], labels))
+            losses = head.loss(raw, labels)
+            if coarse is not None:
+                losses.update(self.adapters.loss(coarse, labels))
             out.update(losses)
             out["loss"] = sum(losses.values())
         return out
@@ -110,11 +117,9 @@ class Segmentor(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """Parameter names the backbone and head exempt from weight decay (position embeddings,
         queries, tokens), as full model names."""
-        names = set()
-        for prefix in ("backbone", "decode_head"):
-            module = getattr(self, prefix)
-            if hasattr(module, "no_weight_decay"):
-                names |= {f"{prefix}.{n}" for n in module.no_weight_decay()}
+        names = {f"decode_head.{n}" for n in self.decode_head.no_weight_decay()}
+        if hasattr(self.backbone, "no_weight_decay"):
+            names |= {f"backbone.{n}" for n in self.backbone.no_weight_decay()}
         return names
 
     def save_pretrained(self, directory, **extra: Any) -> None:

@@ -28,7 +28,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..losses.mask import IGNORE_INDEX, fixed_assignment_loss
-from .base import MMSEG_MASK_SCORES, resize_scores
+from .base import MMSEG_MASK_SCORES, MaskClassificationHead
 
 
 @dataclass
@@ -126,21 +126,16 @@ def init_decoder_weights(module: nn.Module, fused_cross: bool = False) -> None:
                 nn.init.uniform_(lin.weight, -bound, bound)
 
 
-def combine_class_masks(class_probs: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
-    """score[b, k] = sum_q class_probs[b, q, k] * sigmoid(mask_logits[b, q]): (B, K, h, w)."""
-    return torch.einsum("bqk,bqhw->bkhw", class_probs.to(mask_logits.dtype), mask_logits.sigmoid())
-
-
 def tokens(feature_map: torch.Tensor) -> torch.Tensor:
     return feature_map.flatten(2).transpose(1, 2)
 
 
 # ---------------------------------------------------------------------------------------- heads
-class MaskClassificationHead(nn.Module):
-    """predict / loss shared by the ATM heads (fixed assignment: one query per class)."""
+class FixedAssignmentHead(MaskClassificationHead):
+    """What the ATM heads share: the official fixed-assignment loss (query i to class i) and the
+    official prediction order (masks resized to the crop, combined, scores resized)."""
 
     num_classes: int
-    output_stride: int = 16
     output_space = MMSEG_MASK_SCORES
     loads_published_heads = True  # the official SegViT release's head maps onto ours (weights/vit.py)
     image_size: tuple[int, int] | None = None  # masks are resized here before the combination
@@ -151,23 +146,24 @@ class MaskClassificationHead(nn.Module):
                                  no_object_weight=no_object_weight, focal_alpha=focal_alpha,
                                  focal_gamma=focal_gamma, ignore_index=ignore_index)
 
-    def predict(self, raw: MaskClassOutput, size=None) -> torch.Tensor:
-        """(B, K, h, w) class scores (probabilities) of the final output. As the official head:
-        the mask logits are resized to `image_size` (or straight to `size` when the head has
-        none), combined with the class probabilities, and the scores resized to `size`."""
-        cls = raw.class_logits[-1].float().softmax(-1)[..., :-1]  # (B, Q, K)
-        masks = raw.mask_logits[-1].float()
+    def final_output(self, raw: MaskClassOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        return raw.class_logits[-1], raw.mask_logits[-1]
+
+    def masks_at(self, masks: torch.Tensor, raw, size):
+        """As the official head: the mask logits at `image_size` (or straight at `size` when the
+        head has none), the scores then resized to `size`."""
+        masks = masks.float()
         target = self.image_size or (tuple(size) if size is not None else None)
         if target is not None and tuple(masks.shape[-2:]) != tuple(target):
             masks = F.interpolate(masks, size=tuple(target), mode="bilinear", align_corners=False)
-        return resize_scores(combine_class_masks(cls, masks), size)
+        return masks, size
 
     def loss(self, raw: MaskClassOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return fixed_assignment_loss(raw.class_logits, raw.mask_logits, labels, self.num_classes,
                                      **self.loss_options)
 
 
-class ATMHead(MaskClassificationHead):
+class ATMHead(FixedAssignmentHead):
     """SegViT's cascaded ATM head. `in_channels`: channels of the tapped maps, shallow to deep
     (as the backbone lists them); module index i belongs to the i-th stage processed (deepest first,
     like the official `decoder_{i+1}`)."""

@@ -17,10 +17,10 @@ from torch import nn
 from ...errors import ConfigError
 from ..layers import resample_abs_pos_embed
 from ..losses.mask import IGNORE_INDEX
-from .atm import DecoderLayer, MaskClassificationHead, MaskClassOutput, init_decoder_weights, tokens
+from .atm import DecoderLayer, FixedAssignmentHead, MaskClassOutput, init_decoder_weights, tokens
 
 
-class ShrunkATMHead(MaskClassificationHead):
+class ShrunkATMHead(FixedAssignmentHead):
     def __init__(self, in_channels: Sequence[int], num_classes: int, embed_dim: int = 512,
                  num_heads: int = 16, num_layers: int = 3, dropout: float = 0.1, query_grid: int = 40, *,
                  ce_weight: float = 1.0, focal_weight: float = 20.0, dice_weight: float = 1.0,

@@ -39,8 +39,7 @@ from torch import nn
 from ...errors import ConfigError
 from ..backbones.clip_backbone import ClipBackbone, pad_to_multiple
 from ..losses.mask_criterion import MaskClassificationCriterion, semantic_to_targets
-from .atm import combine_class_masks
-from .base import DETECTRON2_MASK_SCORES
+from .base import DETECTRON2_MASK_SCORES, MaskClassificationHead
 from .san_side import MaskDecoder, SideConfig, SideViT, tokens_to_map
 
 MAX_NAME_CHARS = 200
@@ -102,10 +101,10 @@ def validate_class_names(names: Sequence[str], tokenizer=None, templates: Sequen
     return names
 
 
-class SANHead(nn.Module):
-    output_stride = 1  # predict() returns scores at the input resolution
+class SANHead(MaskClassificationHead):
     output_space = DETECTRON2_MASK_SCORES
     takes_output_size = True  # predict(raw, size) resizes the mask logits to the output size itself
+    open_vocabulary = True
     # the published GFLOPs leave out the final class-mask combination (predict): count forward only
     count_predict_flops = False
     loads_published_heads = True  # the official SAN release's side network and decoder (weights/san.py)
@@ -227,17 +226,18 @@ class SANHead(nn.Module):
             masks.append(mask)
         return SANOutput(logits, masks, size)
 
-    def predict(self, raw: SANOutput, size=None) -> torch.Tensor:
-        """(B, K, H, W) class scores (probabilities) of the final side block at `size` (default:
-        the input's). As the official inference: the mask logits are upsampled to the padded
-        input, cropped, resized to `size`, and only then combined with the class probabilities."""
+    def final_output(self, raw: SANOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        return raw.logits[-1], raw.masks[-1]
+
+    def masks_at(self, masks: torch.Tensor, raw: SANOutput, size):
+        """As the official inference: the mask logits upsampled to the padded input, cropped,
+        and resized to `size` (default: the input's) before the class combination."""
         h, w = raw.image_size
-        masks = raw.masks[-1]
         padded = (h + (-h % self.backbone.size_divisor), w + (-w % self.backbone.size_divisor))
         masks = F.interpolate(masks, size=padded, mode="bilinear", align_corners=False)[..., :h, :w]
         if size is not None and tuple(size) != (h, w):
             masks = F.interpolate(masks, size=tuple(size), mode="bilinear", align_corners=False)
-        return combine_class_masks(raw.logits[-1].softmax(-1)[..., :-1], masks)
+        return masks, None
 
     def loss(self, raw: SANOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Hungarian-matched mask-classification losses ('loss_ce', 'loss_mask', 'loss_dice' and

@@ -28,6 +28,7 @@ from torch import nn
 from ...errors import ConfigError
 from ..layers.attention_kernels import attend
 from ..losses import IGNORE_INDEX, seg_cross_entropy
+from .base import DecodeHead, resize_scores
 
 LOSS_AVERAGES = ("valid", "all")
 
@@ -95,7 +96,7 @@ class SegDeformerOutput:
     attn_mid: torch.Tensor | None = None
 
 
-class SegDeformerHead(nn.Module):
+class SegDeformerHead(DecodeHead):
     """SegDeformer decode head (see the module docstring). `loss_average`: 'valid' averages the
     pixel CE over non-ignored pixels (the toolkit's usual mean, default); 'all' over all pixels,
     ignored ones adding 0 (the official mmseg 0.x loss)."""
@@ -184,12 +185,9 @@ class SegDeformerHead(nn.Module):
             ups.append(y)
         return self.fusion_conv(torch.cat(ups, dim=1))
 
-    def predict(self, raw: SegDeformerOutput | torch.Tensor, size=None) -> torch.Tensor:
-        """(B, K, h, w) class scores at stride 4, or bilinearly resized to `size`."""
-        logits = raw.logits if isinstance(raw, SegDeformerOutput) else raw
-        if size is not None and tuple(logits.shape[-2:]) != tuple(size):
-            logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
-        return logits
+    def predict(self, raw: SegDeformerOutput, size=None) -> torch.Tensor:
+        """(B, K, h, w) class logits at stride 4, or bilinearly resized to `size`."""
+        return resize_scores(raw.logits, size)
 
     # ------------------------------------------------------------------ loss
     def loss(self, raw: SegDeformerOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:

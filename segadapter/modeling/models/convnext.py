@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ..backbones import convnext
-from ..registry import register_model
+from ..adapters import AdapterOptions
+from ..registry import option_names, register_model
 from ..segmentor import Segmentor
 from .all_mlp import all_mlp_segmentor, default_head_act
 
@@ -18,9 +19,11 @@ def convnext_segmentor(variant: str, num_classes: int, adapter: str | None = Non
 
 
 def _register() -> None:
+    plain, adapted = option_names(convnext_segmentor), option_names(convnext_segmentor, AdapterOptions)
     for v in ("t", "s", "b"):
-        register_model(f"convnext-{v}")(lambda num_classes, _v=v, **kw: convnext_segmentor(_v, num_classes, **kw))
-        register_model(f"adapt-convnext-{v}")(
+        register_model(f"convnext-{v}", options=plain)(
+            lambda num_classes, _v=v, **kw: convnext_segmentor(_v, num_classes, **kw))
+        register_model(f"adapt-convnext-{v}", options=adapted)(
             lambda num_classes, _v=v, **kw: convnext_segmentor(_v, num_classes, "segadapter", **kw))
 
 

@@ -19,7 +19,7 @@ from ..backbones.clip import CLIP, clip_config
 from ..backbones.clip_backbone import ClipBackbone
 from ..heads.san import SANHead, validate_class_names
 from ..heads.san_side import SideConfig
-from ..registry import register_model
+from ..registry import option_names, register_model
 from ..segmentor import Segmentor
 
 SAN_VARIANTS = {
@@ -99,7 +99,7 @@ def build_san(variant: str = "san-vit-b16", classes: Sequence[str] | None = None
 def _register() -> None:
     # `clip` only says where the initial CLIP weights come from: a saved SAN folder carries them
     for name in SAN_VARIANTS:
-        register_model(name, weight_options=("clip",), open_vocabulary=True)(
+        register_model(name, weight_options=("clip",), open_vocabulary=True, options=option_names(build_san))(
             lambda num_classes, _n=name, **kw: Segmentor(*build_san(_n, num_classes=num_classes, **kw), num_classes))
 
 

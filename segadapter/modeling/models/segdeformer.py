@@ -14,7 +14,7 @@ from ...errors import ConfigError
 from ..backbones.convnext import CONVNEXT_SPECS, convnext
 from ..backbones.mit import MIT_SPECS, mit
 from ..heads.segdeformer import SegDeformerHead
-from ..registry import register_model
+from ..registry import option_names, register_model
 from ..segmentor import Segmentor
 
 # registry name -> (backbone family, variant)
@@ -65,7 +65,8 @@ def build_segdeformer_by_name(name: str, num_classes: int, **options: Any) -> tu
 
 def _register() -> None:
     for name, (family, variant) in SEGDEFORMER_VARIANTS.items():
-        register_model(name)(lambda num_classes, _f=family, _v=variant, **kw:
+        register_model(name, options=option_names(("drop_path_rate", "norm_eps"), _HEAD_OPTIONS))(
+            lambda num_classes, _f=family, _v=variant, **kw:
                              Segmentor(*build_segdeformer(_f, _v, num_classes, **kw), num_classes))
 
 

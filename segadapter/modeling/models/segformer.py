@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ..backbones import mit
-from ..registry import register_model
+from ..adapters import AdapterOptions
+from ..registry import option_names, register_model
 from ..segmentor import Segmentor
 from .all_mlp import all_mlp_segmentor, default_head_act
 
@@ -23,13 +24,18 @@ def mit_segmentor(variant: str, num_classes: int, adapter: str | None = None, *,
                              head_dropout, coarse_weight, adapter_opts)
 
 
+PLAIN_OPTIONS = option_names(mit_segmentor)
+ADAPTER_OPTIONS = option_names(mit_segmentor, AdapterOptions)
+
+
 def _register() -> None:
     for v in ("b0", "b1", "b2", "b3", "b4", "b5"):
-        register_model(f"segformer-{v}")(lambda num_classes, _v=v, **kw: mit_segmentor(_v, num_classes, **kw))
-        register_model(f"adapt-mit-{v}")(
+        register_model(f"segformer-{v}", options=PLAIN_OPTIONS)(
+            lambda num_classes, _v=v, **kw: mit_segmentor(_v, num_classes, **kw))
+        register_model(f"adapt-mit-{v}", options=ADAPTER_OPTIONS)(
             lambda num_classes, _v=v, **kw: mit_segmentor(_v, num_classes, "segadapter", **kw))
     for v in ("b0", "b1", "b2", "b3"):
-        register_model(f"semask-mit-{v}")(
+        register_model(f"semask-mit-{v}", options=ADAPTER_OPTIONS)(
             lambda num_classes, _v=v, **kw: mit_segmentor(_v, num_classes, "semask", **kw))
 
 

@@ -13,7 +13,7 @@ from ...errors import ConfigError
 from ..backbones.vit import VIT_SPECS, vit
 from ..heads.atm import ATMHead
 from ..heads.atm_shrunk import ShrunkATMHead
-from ..registry import register_model
+from ..registry import option_names, register_model
 from ..segmentor import Segmentor
 
 # The official inference resizes the mask logits to the crop size the model was built for
@@ -22,6 +22,9 @@ from ..segmentor import Segmentor
 PREDICT_STRIDE = 1
 
 DEFAULT_CROP = {"t": 512, "s": 512, "b": 512, "l": 640}
+# what `build_segvit`'s **head_opts pass to the ATM heads
+HEAD_OPTIONS = ("dropout", "ce_weight", "focal_weight", "dice_weight", "no_object_weight", "focal_alpha",
+                "focal_gamma", "ignore_index")
 SEGVIT_VARIANTS = ("segvit-vit-t", "segvit-vit-s", "segvit-vit-b", "segvit-vit-l",
                    "segvit-shrunk-vit-b", "segvit-shrunk-vit-l")
 
@@ -67,7 +70,8 @@ def build_segvit(variant: str, num_classes: int, shrunk: bool = False, *, img_si
 def _register() -> None:
     for name in SEGVIT_VARIANTS:
         shrunk, variant = "shrunk" in name, name.rsplit("-", 1)[1]
-        register_model(name)(lambda num_classes, _v=variant, _s=shrunk, **kw:
+        register_model(name, options=option_names(build_segvit, HEAD_OPTIONS))(
+            lambda num_classes, _v=variant, _s=shrunk, **kw:
                              Segmentor(*build_segvit(_v, num_classes, _s, **kw), num_classes))
 
 

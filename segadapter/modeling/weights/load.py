@@ -40,7 +40,7 @@ def load_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> LoadRepo
     removed, notes = family.fit(converted, model)
     ignored.update(_sources({k: before[k] for k in removed}, state, "not used after fitting the model "
                             "(see the notes)", family, layout))
-    head_type = type(getattr(model, "decode_head", None)).__name__
+    head_type = type(model.decode_head).__name__
     if not _head_fits(model, converted):
         skip = {k: v for k, v in converted.items() if k.startswith("decode_head.")}
         ignored.update(_sources(skip, state, f"a decode head of another kind than this model's {head_type}",
@@ -69,7 +69,7 @@ def load_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> LoadRepo
 
 def _convert_published_head(model, state: dict) -> tuple[dict, dict]:
     """(our head tensors from a published head that a head converter reads, the rest of the file)."""
-    head = getattr(model, "decode_head", None)
+    head = model.decode_head
     for converter in HEAD_CONVERTERS:
         if converter.handles(head):
             converted, used = converter.convert(state)
@@ -112,8 +112,7 @@ def _head_fits(model, state: dict) -> bool:
 
 
 def _keeps_published_head(model) -> bool:
-    head = getattr(model, "decode_head", None)
-    return getattr(head, "loads_published_heads", False) and getattr(model, "adapters", None) is None
+    return model.decode_head.loads_published_heads and model.adapters is None
 
 
 def _converter_for(model):

@@ -27,6 +27,7 @@ import torch
 
 from ...errors import CheckpointError
 from ..backbones.vit import VIT_SPECS, ViT
+from ..heads.base import DecodeHead, head_of
 from ..layers import resample_abs_pos_embed
 from .converters import DROP, WeightConverter, find_prefix, register_converter
 
@@ -256,8 +257,8 @@ def fit(state: dict[str, torch.Tensor], model) -> tuple[list[str], list[str]]:
         removed += deeper
         notes.append(f"blocks {extra[0]}-{extra[-1]} of the checkpoint not used (the model has {depth})")
     grid_q = state.get("decode_head.grid_queries.weight")
-    head = getattr(model, "decode_head", None)
-    if grid_q is not None and getattr(head, "query_grid", None) is not None:
+    head = head_of(model)  # a bare ViT, or a backbone holder, has none
+    if grid_q is not None and isinstance(head, DecodeHead) and head.query_grid is not None:
         side, want = math.isqrt(grid_q.shape[0]), head.query_grid
         if side * side == grid_q.shape[0] and side != want:  # Shrunk QU queries of another crop size
             grid_q = resample_abs_pos_embed(grid_q[None], (want, want), (side, side))[0]
