@@ -58,8 +58,8 @@ def stage_costs(frames, images, pre, inf, size, overlay_format: str) -> dict[str
     from PIL import Image
 
     from segadapter.data import read_image
-    from segadapter.evaluation.inference import _forward, inference
-    from segadapter.evaluation.visualize import overlay
+    from segadapter.inference.segment import _forward, inference
+    from segadapter.inference.visualize import overlay
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -131,7 +131,7 @@ def main() -> int:
     import segadapter
     from segadapter.cli.main import main as cli
     from segadapter.evaluation import inference
-    from segadapter.evaluation.inference import _forward
+    from segadapter.inference.segment import _forward
     from segadapter.utils.malloc import tune_malloc
 
     tune_malloc()  # as the CLI does

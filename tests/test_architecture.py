@@ -148,3 +148,11 @@ def test_no_family_isinstance_outside_modeling():
         if named & families:
             offenders.append(f"{path.relative_to(ROOT.parent)}:{line}")
     assert not offenders, offenders
+
+
+def test_inference_sits_below_evaluation():
+    """evaluation/ may use inference/ (test-time passes, pictures, preprocessing), never the reverse."""
+    graph = _graph()
+    up = sorted(f"{n} -> {m}" for n, deps in graph.items() if n.startswith("segadapter.inference") for m in deps
+                if m.startswith("segadapter.evaluation"))
+    assert not up, up

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segadapter.errors import ConfigError
-from segadapter.evaluation.inference import _starts, check_inference_args, eval_mode, inference
+from segadapter.inference.segment import _starts, check_inference_args, eval_mode, inference
 
 
 class PixelModel(nn.Module):

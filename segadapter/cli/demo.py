@@ -102,8 +102,8 @@ def _predict(trainer, out_dir: Path, count: int, opacity: float) -> list[Path]:
     """Class-id PNGs and overlays for the first `count` validation images."""
     import torch
 
-    from ..evaluation.inference import inference
-    from ..evaluation.visualize import save_prediction
+    from ..inference.segment import inference
+    from ..inference.visualize import save_prediction
 
     val = trainer.val_set
     written = []

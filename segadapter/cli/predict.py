@@ -108,7 +108,7 @@ def _collect_inputs(inputs: list[str]) -> list[Path]:
 
 def _check_outputs(images: list[Path], out_dir: Path, overlay_format: str = "png") -> None:
     """Refuse runs where one output would replace another output or an input."""
-    from ..evaluation.visualize import output_names
+    from ..inference.visualize import output_names
 
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir}: exists and is not a folder")

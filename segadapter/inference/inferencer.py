@@ -25,11 +25,11 @@ from torch import nn
 
 from ..errors import ConfigError, SegAdapterError
 from ..modeling.heads.base import is_open_vocabulary
+from ..runtime.amp import AMP_DTYPES
 from .io_threads import BackgroundWriter, TakeTurns, ordered_map
 from .preprocess import Preprocessing, preprocessing_of
 from .sources import Source, collect
 
-AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # cap on one batch's full-size fp32 scores (B x K x H x W x 4 bytes): big K at big sizes goes one by one
 SCORE_BYTES = 512 * 2**20
 
@@ -69,8 +69,8 @@ class Inferencer:
                  scales: Sequence[float] = (1.0,), classes: Sequence[str] | None = None,
                  palette: Sequence[Sequence[int]] | None = None, batch_size: int = 4, workers: int = 2,
                  compile: bool = False):
-        from ..evaluation.inference import check_inference_args
-        from ..evaluation.options import resolve_device
+        from .segment import check_inference_args
+        from ..runtime.device import resolve_device
 
         self.device = resolve_device(None if device is None else str(device))
         self.amp_dtype = _amp(amp, self.device)
@@ -121,7 +121,7 @@ class Inferencer:
         """Name the classes to segment: for open-vocabulary models any list (passed on to the
         model's `set_classes`); otherwise None (the recorded names)."""
         if classes is None:
-            from ..evaluation.options import holds_placeholders, model_class_names
+            from ..modeling.vocabulary import holds_placeholders, model_class_names
 
             if holds_placeholders(self.model):  # CLIP weights came after its names: embed them by text now
                 self.model.set_classes(model_class_names(self.model))
@@ -137,7 +137,7 @@ class Inferencer:
             name = getattr(self.model, "config", {}).get("name", type(self.model).__name__)
             raise ConfigError(f"{name} segments a fixed set of classes; class names can only be given to "
                               "open-vocabulary models (with set_classes)")
-        from ..evaluation.options import check_takes_class_names, holds_placeholders, model_class_names
+        from ..modeling.vocabulary import check_takes_class_names, holds_placeholders, model_class_names
 
         stale = holds_placeholders(self.model)  # could embed its names by text but has not yet
         if names != self.classes or stale:
@@ -195,7 +195,7 @@ class Inferencer:
             yield pred
 
     def overlay(self, image: np.ndarray, label: np.ndarray, opacity: float = 0.5) -> np.ndarray:
-        from ..evaluation.visualize import overlay
+        from .visualize import overlay
 
         return overlay(image, label, self.palette, opacity)
 
@@ -210,7 +210,7 @@ class Inferencer:
         """
         from tqdm import tqdm
 
-        from ..evaluation.visualize import OVERLAY_FORMATS, output_names
+        from .visualize import OVERLAY_FORMATS, output_names
 
         sources = inputs if _is_sources(inputs) else collect(inputs)[0]
         _check_opacity(opacity)
@@ -283,7 +283,7 @@ class Inferencer:
             return self._infer_now(batch, want_scores)
 
     def _infer_now(self, batch: list, want_scores: bool) -> list[dict[str, np.ndarray]]:
-        from ..evaluation.inference import inference, is_tta
+        from .segment import inference, is_tta
         from ..modeling.heads.base import output_space
 
         p = self.preprocessing
@@ -307,7 +307,7 @@ def _write_staged(stage: Path, name: str, label: np.ndarray, image: np.ndarray |
     --out by rename, so nobody ever sees a partial one."""
     from PIL import Image
 
-    from ..evaluation.visualize import output_names, overlay
+    from .visualize import output_names, overlay
 
     names = output_names(name, overlay_format)
     Image.fromarray(label).save(stage / names[0], format="PNG", compress_level=1)
@@ -336,10 +336,10 @@ def _check_opacity(opacity: float) -> None:
 def _amp(amp: str | torch.dtype | None, device: torch.device) -> torch.dtype | None:
     if isinstance(amp, torch.dtype) or amp is None:
         dtype = amp
-    elif amp in AMP:
-        dtype = AMP[amp]
+    elif amp in AMP_DTYPES:
+        dtype = AMP_DTYPES[amp]
     else:
-        raise ConfigError(f"amp must be one of {', '.join(AMP)} (or a torch dtype), got {amp!r}")
+        raise ConfigError(f"amp must be one of {', '.join(AMP_DTYPES)} (or a torch dtype), got {amp!r}")
     if dtype not in (None, torch.bfloat16, torch.float16):
         raise ConfigError(f"amp dtype must be bfloat16 or float16, got {dtype}")
     if dtype is torch.float16 and device.type != "cuda":

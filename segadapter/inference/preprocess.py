@@ -19,10 +19,10 @@ import torch
 from ..data.transforms import (IMAGENET_MEAN, IMAGENET_STD, Compose, Normalize, ToTensor, rescale_size,
                                resize_image)
 from ..errors import ConfigError
+from .segment import MODES
 
 KEY = "preprocessing"  # the config.json key
 VERSION = 1
-MODES = ("whole", "slide")
 
 
 class LegacyPreprocessingWarning(UserWarning):
