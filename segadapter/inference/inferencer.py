@@ -6,15 +6,14 @@
     inferencer.save("frames/", "predictions/")          # class-id PNGs + overlays, as `predict`
 
 Images are fed the way the model's preprocessing record says (resize rule, mean/std, whole or
-sliding window); label maps and scores come back at each input's own size. Consecutive images of
-one size run as a batch; decoding runs ahead of the network and encoding/writing behind it, in
-background threads.
+sliding window); label maps and scores come back at each input's own size. The Inferencer holds
+the model, its classes and colours and the public calls; `BatchRunner` (runner.py) decodes ahead
+of the network and batches images of one size, `PredictionWriter` (writer.py) encodes and writes
+behind it, both in background threads.
 """
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -26,12 +25,10 @@ from torch import nn
 from ..errors import ConfigError, SegAdapterError
 from ..modeling.heads.base import is_open_vocabulary
 from ..runtime.amp import AMP_DTYPES
-from .io_threads import BackgroundWriter, TakeTurns, ordered_map
 from .preprocess import Preprocessing, preprocessing_of
+from .runner import BatchRunner
 from .sources import Source, collect
-
-# cap on one batch's full-size fp32 scores (B x K x H x W x 4 bytes): big K at big sizes goes one by one
-SCORE_BYTES = 512 * 2**20
+from .writer import PredictionWriter
 
 
 @dataclass
@@ -69,7 +66,6 @@ class Inferencer:
                  scales: Sequence[float] = (1.0,), classes: Sequence[str] | None = None,
                  palette: Sequence[Sequence[int]] | None = None, batch_size: int = 4, workers: int = 2,
                  compile: bool = False):
-        from .segment import check_inference_args
         from ..runtime.device import resolve_device
 
         self.device = resolve_device(None if device is None else str(device))
@@ -94,13 +90,8 @@ class Inferencer:
             from ..utils.compile import compile_for_inference
 
             self.net = compile_for_inference(self.model, self.device)
-        self.scales = tuple(float(s) for s in scales)
-        p = self.preprocessing
-        check_inference_args(p.mode, p.crop_size, p.stride, self.scales)
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        self.batch_size, self.workers = int(batch_size), int(workers)
-        self._turns = TakeTurns(enabled=self.device.type == "cpu")
+        self.runner = BatchRunner(self.model, self.net, self.preprocessing, self.device, self.amp_dtype, scales,
+                                  batch_size, workers)
         self._palette_override = palette
         self.classes: list[str] | None = None
         self.set_classes(classes)
@@ -204,124 +195,43 @@ class Inferencer:
         """Write NAME.png (class ids, 255 = ignore) and NAME_overlay.png per image into `out_dir`
         (`overlay_format="jpg"`: NAME_overlay.jpg, quality 90 - encodes ~25x faster than PNG on a CPU).
 
-        All or nothing: files go to a hidden folder inside `out_dir` first and are moved into place
-        (each one atomically) only when every image has succeeded, so one bad input leaves
-        `out_dir` as it was. Output names must be distinct (see `segadapter predict`).
+        All or nothing (`PredictionWriter`): one bad input leaves `out_dir` as it was. Output
+        names must be distinct (see `segadapter predict`).
         """
         from tqdm import tqdm
 
-        from .visualize import OVERLAY_FORMATS, output_names
-
         sources = inputs if _is_sources(inputs) else collect(inputs)[0]
         _check_opacity(opacity)
-        if overlay_format not in OVERLAY_FORMATS:
-            raise ConfigError(f"overlay_format must be one of {', '.join(OVERLAY_FORMATS)}, got {overlay_format!r}")
         if classes is not None:
             self.set_classes(classes)
         if self.num_classes > 255:
             raise ConfigError(f"class-id PNGs hold ids 0-254; this model predicts {self.num_classes} classes")
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=".segadapter-predict-", dir=out_dir))
-        palette = self.palette
-        try:
-            with BackgroundWriter(workers=max(1, self.workers), max_pending=2 * self.batch_size) as writer:
-                bar = tqdm(total=len(sources), desc="predict", disable=not progress, dynamic_ncols=True)
-                for (source, image, _), result in self._run(sources, False):
-                    writer.submit(self._write_staged, stage, source.name, result["label"],
-                                  image if overlay else None, palette, opacity, overlay_format)
-                    bar.update(1)
-                bar.close()
-            written = []
-            for source in sources:
-                for name in output_names(source.name, overlay_format)[: 2 if overlay else 1]:
-                    os.replace(stage / name, out_dir / name)
-                    written.append(out_dir / name)
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
-        return written
+        run = self.runner
+        with PredictionWriter(out_dir, self.palette, opacity=opacity, overlay=overlay, overlay_format=overlay_format,
+                              workers=run.workers, max_pending=2 * run.batch_size, turns=run.turns) as writer:
+            bar = tqdm(total=len(sources), desc="predict", disable=not progress, dynamic_ncols=True)
+            for (source, image, _), result in run.run(sources, False, self.num_classes, self.preprocessing):
+                writer.submit(source.name, result["label"], image)
+                bar.update(1)
+            bar.close()
+        return writer.written
 
     # ------------------------------------------------------------------ the pipeline
 
     def _run(self, sources: list[Source], want_scores: bool):
-        """Yields ((source, image, tensor), {"label", "scores"?}) in input order."""
-        self._transform = self.preprocessing.transforms()
-        decoded = ordered_map(self._decode_item, sources, self.workers, ahead=2 * self.batch_size + self.workers)
-        batch: list = []
-        for item in decoded:
-            if batch and (_key(item) != _key(batch[0]) or len(batch) >= self._batch_limit(batch[0])):
-                yield from zip(batch, self._infer(batch, want_scores))
-                batch = []
-            batch.append(item)
-        if batch:
-            yield from zip(batch, self._infer(batch, want_scores))
+        return self.runner.run(sources, want_scores, self.num_classes, self.preprocessing)
 
-    def _decode_item(self, source: Source):
-        """(source, uint8 image, normalised tensor); runs in a decoding thread."""
-        with self._turns.shared():
-            image = source.load()
-            try:
-                return source, image, self._transform(image)[0]
-            except SegAdapterError:
-                raise
-            except Exception as e:  # e.g. an absurd size for the resize rule
-                raise ConfigError(f"{source.label}: cannot preprocess ({type(e).__name__}: {e})") from None
+    @property
+    def scales(self) -> tuple[float, ...]:
+        return self.runner.scales
 
-    def _write_staged(self, *args) -> None:
-        """`_write_staged` in a writing thread, taking turns with the network."""
-        with self._turns.shared():
-            _write_staged(*args)
+    @property
+    def batch_size(self) -> int:
+        return self.runner.batch_size
 
-    def _batch_limit(self, item) -> int:
-        h, w = item[1].shape[:2]
-        per_image = max(1, self.num_classes) * h * w * 4
-        return max(1, min(self.batch_size, SCORE_BYTES // per_image))
-
-    @torch.inference_mode()
-    def _infer(self, batch: list, want_scores: bool) -> list[dict[str, np.ndarray]]:
-        with self._turns.exclusive():
-            return self._infer_now(batch, want_scores)
-
-    def _infer_now(self, batch: list, want_scores: bool) -> list[dict[str, np.ndarray]]:
-        from .segment import inference, is_tta
-        from ..modeling.heads.base import output_space
-
-        p = self.preprocessing
-        x = torch.stack([t for _, _, t in batch]).to(self.device, non_blocking=True)
-        size = batch[0][1].shape[:2]
-        out = inference(self.net, x, mode=p.mode, crop_size=p.crop_size, stride=p.stride, flip=p.flip,
-                        scales=self.scales, out_size=size, amp_dtype=self.amp_dtype)
-        k = out.shape[1]
-        dtype = torch.uint8 if k <= 255 else torch.int32
-        labels = out.argmax(1).to(dtype).cpu().numpy()
-        probs = None
-        if want_scores:
-            probs = output_space(self.model).probabilities(out, is_tta(p.flip, self.scales)).cpu().numpy()
-        return [{"label": labels[i], **({"scores": probs[i]} if probs is not None else {})} for i in range(len(batch))]
-
-
-def _write_staged(stage: Path, name: str, label: np.ndarray, image: np.ndarray | None, palette, opacity: float,
-                  overlay_format: str = "png"):
-    """`save_prediction`'s two PNGs, written straight into the private staging folder: no temp
-    file + fsync per file (half the time of an image's encode + write here); the files reach
-    --out by rename, so nobody ever sees a partial one."""
-    from PIL import Image
-
-    from .visualize import output_names, overlay
-
-    names = output_names(name, overlay_format)
-    Image.fromarray(label).save(stage / names[0], format="PNG", compress_level=1)
-    if image is not None:
-        picture = Image.fromarray(overlay(image, label, palette, opacity))
-        if overlay_format == "jpg":
-            picture.save(stage / names[1], format="JPEG", quality=90)
-        else:
-            picture.save(stage / names[1], format="PNG", compress_level=1)
-
-
-def _key(item) -> tuple:
-    """Images batch together when both their network input and output sizes agree."""
-    return tuple(item[2].shape), item[1].shape[:2]
+    @property
+    def workers(self) -> int:
+        return self.runner.workers
 
 
 def _is_sources(x: Any) -> bool:
