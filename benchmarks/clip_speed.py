@@ -105,12 +105,12 @@ def child(spec: dict) -> dict:
         bb.eval(), head.eval()
         x = torch.randn(1, 3, cfg["san_size"], cfg["san_size"])
 
+        from segadapter.modeling.meta_arch import SideAdapterSegmentor
+
+        model = SideAdapterSegmentor(bb, head, head.num_classes).eval()
+
         def call():
-            feats, y = [], x
-            for i in range(len(bb.out_channels)):
-                y = bb.stage_forward(i, y)
-                feats.append(bb.stage_output(i, y))
-            return head.predict(head(feats))
+            return model(x)
     else:
         pixels, ids = inputs(cfg)
         if spec["side"] == "hf":

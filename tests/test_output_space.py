@@ -83,13 +83,13 @@ def test_san_whole_predicts_at_the_output_size_and_flip_averages_scores(san):
     got = inference(san, x, out_size=out_size)
     # detectron2: mask logits resized to the output (sem_seg_postprocess), then combined
     head = san.decode_head
-    raw = head(san.extract_features(x)[0])
+    raw = san.forward_raw(x)[0]
     want = head.predict(raw, out_size)
     torch.testing.assert_close(got, want)
     combine_first = F.interpolate(head.predict(raw), out_size, mode="bilinear", align_corners=False)
     assert (want - combine_first).abs().max() > 1e-4
     # SemanticSegmentorWithTTA: the mean of the passes' outputs as they are
-    flipped = head.predict(head(san.extract_features(x.flip(-1))[0]), out_size).flip(-1)
+    flipped = head.predict(san.forward_raw(x.flip(-1))[0], out_size).flip(-1)
     torch.testing.assert_close(inference(san, x, flip=True, out_size=out_size), (want + flipped) / 2)
 
 

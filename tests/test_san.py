@@ -12,6 +12,7 @@ from segadapter.modeling.backbones.clip import CLIP, ClipConfig, ClipTextConfig,
 from segadapter.modeling.backbones.clip_backbone import CLIP_MEAN, CLIP_STD, ClipBackbone, sls_attention_bias
 from segadapter.modeling.heads.san import SANHead
 from segadapter.modeling.heads.san_side import SideConfig
+from segadapter.modeling.meta_arch import SideAdapterSegmentor
 from segadapter.modeling.models.san import build_san
 from segadapter.text.prompts import embed_class_names
 from segadapter.text.tokenizer import ClipTokenizer
@@ -32,12 +33,13 @@ def _tiny(names=NAMES, seed=0):
     return bb, SANHead(bb, names, TINY_SIDE)
 
 
-def _features(bb, x):
-    feats = []
-    for i in range(len(bb.out_channels)):
-        x = bb.stage_forward(i, x)
-        feats.append(bb.stage_output(i, x))
-    return feats
+def _model(bb, head):
+    """The side-adapter model that runs the two (the head holds no backbone)."""
+    return SideAdapterSegmentor(bb, head, head.num_classes)
+
+
+def _raw(bb, head, x):
+    return _model(bb, head).forward_raw(x)[0]
 
 
 # -- the published model ---------------------------------------------------------------------
@@ -67,7 +69,7 @@ def test_gflops_at_640():
         bb, head = build_san("san-vit-b16", num_classes=171)
     bb.eval(), head.eval()
     with torch.no_grad(), MacCounter() as counter:
-        head(_features(bb, torch.zeros(1, 3, 640, 640, device="meta")))
+        _raw(bb, head, torch.zeros(1, 3, 640, 640, device="meta"))
     assert abs(counter.total / 1e9 - 64.3) / 64.3 < 0.03
 
 
@@ -78,7 +80,7 @@ def test_vit_l14_builds():
     assert head.mask_decoder.attn_mlp.layers[-1].out_channels == 256 * 16
     bb.eval(), head.eval()
     with torch.no_grad():  # shapes only (meta tensors): CLIP at 0.7x, a 600 x 900 input padded to 608 x 928
-        raw = head(_features(bb, torch.zeros(1, 3, 600, 900, device="meta")))
+        raw = _raw(bb, head, torch.zeros(1, 3, 600, 900, device="meta"))
         assert head.predict(raw).shape == (1, 171, 600, 900)
     assert raw.masks[0].shape == (1, 100, 38, 58) and bb.clip_grid((600, 900)) == (30, 46)
 
@@ -91,13 +93,13 @@ def test_shapes(size):
     bb, head = _tiny()
     x = torch.randn(2, 3, *size)
     head.train()
-    raw = head(_features(bb, x))
+    raw = _raw(bb, head, x)
     assert len(raw.logits) == 2 and len(raw.masks) == 2  # side blocks 3 and 4 (7 and 8 at full size)
     hp, wp = (s + (-s % 32) for s in size)
     assert raw.logits[0].shape == (2, 10, 4) and raw.masks[0].shape == (2, 10, hp // 16, wp // 16)
     head.eval()
     with torch.no_grad():
-        raw = head(_features(bb, x))
+        raw = _raw(bb, head, x)
         assert len(raw.logits) == 1
         assert head.predict(raw).shape == (2, 3, *size)
         assert head.predict(raw, size=(20, 30)).shape == (2, 3, 20, 30)
@@ -107,7 +109,7 @@ def test_predict_formula():
     bb, head = _tiny()
     head.eval()
     with torch.no_grad():
-        raw = head(_features(bb, torch.randn(1, 3, 64, 64)))
+        raw = _raw(bb, head, torch.randn(1, 3, 64, 64))
         got = head.predict(raw)
         masks = F.interpolate(raw.masks[-1], size=(64, 64), mode="bilinear", align_corners=False).sigmoid()
         probs = raw.logits[-1].softmax(-1)
@@ -121,7 +123,7 @@ def test_predict_resizes_masks_to_the_output_before_combining():
     bb, head = _tiny()
     head.eval()
     with torch.no_grad():
-        raw = head(_features(bb, torch.randn(1, 3, 60, 90)))
+        raw = _raw(bb, head, torch.randn(1, 3, 60, 90))
         # mask logits of a trained model's range (the tiny random one's sit where sigmoid is linear)
         raw.masks[-1] = torch.randn(raw.masks[-1].shape, generator=torch.Generator().manual_seed(0)) * 4
         got = head.predict(raw, size=(45, 70))
@@ -137,9 +139,8 @@ def test_predict_resizes_masks_to_the_output_before_combining():
 def test_class_logits_are_scaled_cosines():
     bb, head = _tiny()
     head.eval()
-    feats = _features(bb, torch.randn(1, 3, 64, 64))
     with torch.no_grad():
-        raw = head(feats)
+        raw = _raw(bb, head, torch.randn(1, 3, 64, 64))
     cls = torch.cat([head.class_embeddings, head.no_object_embed])
     scale = bb.clip.logit_scale.exp()
     # the embeddings behind the logits are unit vectors: logits / scale are cosines in [-1, 1]
@@ -151,7 +152,7 @@ def test_class_logits_are_scaled_cosines():
 def test_gradients_reach_trainable_only():
     bb, head = _tiny()
     head.train()
-    raw = head(_features(bb, torch.randn(2, 3, 64, 64)))
+    raw = _raw(bb, head, torch.randn(2, 3, 64, 64))
     labels = torch.randint(0, 3, (2, 64, 64))
     labels[:, :8] = 255
     losses = head.loss(raw, labels)
@@ -243,26 +244,29 @@ def _tokenizer():
 
 def test_set_classes_needs_weights_and_vocabulary():
     bb, head = _tiny()
+    model = _model(bb, head)
     with pytest.raises(ConfigError, match="CLIP weights"):
-        head.set_classes(["cat", "dog"])
+        model.set_classes(["cat", "dog"])
     bb.clip_pretrained.fill_(True)
     with pytest.raises(ConfigError, match="bpe_simple_vocab_16e6.txt.gz"):
-        head.set_classes(["cat", "dog"])
+        model.set_classes(["cat", "dog"])
 
 
 def test_set_classes_embeds_names_with_templates():
     bb, head = _tiny()
     bb.clip_pretrained.fill_(True)  # a stand-in for loaded weights
     tok = _tokenizer()
-    head.set_classes(["cat", "dog", "traffic light", "sky"], tokenizer=tok)
+    head.tokenizer = tok
+    model = _model(bb, head)
+    model.set_classes(["cat", "dog", "traffic light", "sky"])
     assert head.num_classes == 4 and head.embeddings_source == "text"
     torch.testing.assert_close(head.class_embeddings, embed_class_names(bb.clip, tok, ["cat", "dog", "traffic light", "sky"]))
     head.eval()
     with torch.no_grad():
-        out = head.predict(head(_features(bb, torch.randn(1, 3, 64, 64))))
+        out = head.predict(_raw(bb, head, torch.randn(1, 3, 64, 64)))
     assert out.shape == (1, 4, 64, 64)
     with pytest.raises(ConfigError, match="too long"):
-        head.set_classes(["a " * 80], tokenizer=tok)
+        model.set_classes(["a " * 80])
 
 
 @pytest.mark.parametrize("names,message", [([], "empty"), (["car", " "], "empty class name"),
@@ -282,7 +286,7 @@ def test_placeholders_are_stable_per_name():
 def test_loss_ignores_255_and_resizes_labels():
     bb, head = _tiny()
     head.train()
-    raw = head(_features(bb, torch.randn(1, 3, 64, 64)))
+    raw = _raw(bb, head, torch.randn(1, 3, 64, 64))
     all_ignored = torch.full((1, 32, 32), 255)
     losses = head.loss(raw, all_ignored)  # no target: every query is no-object, no mask loss
     assert losses["loss_mask"] == 0 and losses["loss_dice"] == 0
@@ -347,15 +351,7 @@ def test_onnx_export_with_fixed_vocabulary(tmp_path):
 
     bb, head = _tiny()
 
-    class Model(torch.nn.Module):  # the Segmentor's eval path: images -> predict
-        def __init__(self):
-            super().__init__()
-            self.backbone, self.decode_head = bb, head
-
-        def forward(self, x):
-            return self.decode_head.predict(self.decode_head(_features(self.backbone, x)))
-
-    model = Model().eval()
+    model = _model(bb, head).eval()  # eval: images -> predict
     path = export_onnx(model, tmp_path / "san.onnx", sample_size=(64, 64))
     for shape in ((1, 3, 64, 64), (2, 3, 96, 64), (1, 3, 60, 90)):  # other sizes, padding included
         assert check_onnx(model, path, torch.randn(*shape)) < 1e-4
@@ -373,13 +369,13 @@ def test_tiny_san_learns_a_segmentation():
     labels[:, :, :20] = 2
     history = []
     for _ in range(45):
-        loss = sum(head.loss(head(_features(bb, x)), labels).values())
+        loss = sum(head.loss(_raw(bb, head, x), labels).values())
         opt.zero_grad()
         loss.backward()
         opt.step()
         history.append(loss.item())
     head.eval()
     with torch.no_grad():
-        pred = head.predict(head(_features(bb, x))).argmax(1)
+        pred = head.predict(_raw(bb, head, x)).argmax(1)
     assert history[-1] < 0.3 * history[0]
     assert (pred == labels).float().mean() > 0.9

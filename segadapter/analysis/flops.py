@@ -124,7 +124,7 @@ def count_flops(model: torch.nn.Module, size: tuple[int, int], batch: int = 1, e
     for m in shortcuts:
         m.fused_inference = False
     # SAN's published figure leaves out the final class-mask combination (`predict`); SegViT's keeps it
-    run = model if head.count_predict_flops else (lambda x: model.decode_head(model.extract_features(x)[0]))
+    run = model if head.count_predict_flops else model.forward_raw
     try:
         with MacCounter() as counter:
             run(x)

@@ -43,7 +43,7 @@ def create_model(name: str, num_classes: int | None = None, pretrained: str | os
     model.config = {"name": name, "num_classes": num_classes, "options": to_plain(options)}
     if pretrained is not None:
         model.load_report = load_pretrained(model, pretrained)
-        model.decode_head.on_weights_loaded()  # e.g. SAN embeds its names once CLIP's text tower is loaded
+        model.on_weights_loaded()  # e.g. SAN embeds its names once CLIP's text tower is loaded
     return model
 
 

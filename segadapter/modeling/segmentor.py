@@ -45,12 +45,22 @@ class Segmentor(nn.Module):
     def set_classes(self, names) -> None:
         """Replace the vocabulary of an open-vocabulary model; the config follows (and so every
         folder it is saved to)."""
+        self._check_open_vocabulary()
+        self.decode_head.set_classes(list(names))
+        self._record_classes(names)
+
+    def on_weights_loaded(self) -> None:
+        """Called by `create_model` after published weights were loaded."""
+        self.decode_head.on_weights_loaded()
+
+    def _check_open_vocabulary(self) -> None:
         from ..errors import ConfigError
 
         if not self.open_vocabulary:
             raise ConfigError(f"{self.config.get('name', 'this model')} has a fixed set of "
                               f"{self.num_classes} classes; only open-vocabulary models (san-*) take class names")
-        self.decode_head.set_classes(list(names))
+
+    def _record_classes(self, names) -> None:
         self.config["num_classes"] = self.num_classes
         self.config["classes"] = list(names)
         if "classes" in self.config.get("options", {}):
@@ -72,13 +82,18 @@ class Segmentor(nn.Module):
             feats.append(self.backbone.stage_output(i, x))
         return feats, sides
 
+    def forward_raw(self, images: torch.Tensor):
+        """(the head's raw output, the adapters' side outputs): what `forward` predicts from and
+        computes the losses on. Other meta-architectures run their parts differently here."""
+        feats, sides = self.extract_features(images)
+        return self.decode_head(feats), sides
+
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None, out_size=None,
                 predictions: bool = False):
         """`out_size`: where the caller will resize the scores to (the image's own size); a head
         that resizes its masks to the output itself (SAN) predicts there, the others ignore it.
         With `labels`, the loss terms; the predictions too with `predictions=True`."""
-        feats, sides = self.extract_features(images)
-        raw = self.decode_head(feats)
+        raw, sides = self.forward_raw(images)
         head = self.decode_head
         size = images.shape[-2:] if head.at_input_size else None
         if out_size is not None and head.takes_output_size:

@@ -11,8 +11,11 @@ Structure (backbone + head, as every model here):
             (max-pooled to CLIP's grid); the backbone's `recognize` turns the biases into one
             embedding per query, classified by cosine against the class-name text embeddings
             plus a learnable no-object embedding (x CLIP's logit scale, 100).
-The head holds the backbone as an *unregistered* reference (`self.backbone`, not a child module),
-so parameters and state-dict keys stay under `backbone.` only once.
+The head holds no reference to the backbone: the side-adapter meta-architecture
+(`meta_arch/side_adapter.py`) runs the backbone, hands the head its taps (`forward` -> mask
+proposals and pooled attention biases), runs CLIP's recognition blocks on those biases, and gives
+the [SLS] embeddings back to the head (`classify`). CLIP's text tower reaches the head only as an
+argument (`set_classes(..., text_encoder=)`).
 
 Raw output `SANOutput`: class logits (B, Q, K+1) and mask logits (B, Q, H/16, W/16) of each
 decoded side block (training: blocks 7 and 8, each matched and supervised; inference: block 8).
@@ -47,6 +50,15 @@ BRING_CLIP = ("CLIP weights (OpenAI's ViT-B-16.pt, an open_clip checkpoint, or a
               "passed as clip=PATH")
 BRING_VOCAB = ("CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz from OpenAI's clip or open_clip, or a "
                "Hugging Face CLIP folder with vocab.json + merges.txt), passed as vocab=PATH")
+
+
+@dataclass
+class SideOutput:
+    """What the side network proposes, before CLIP recognises it: per decoded side block, mask
+    logits (B, Q, h, w) and attention biases max-pooled to CLIP's grid (B, heads, Q, hc * wc)."""
+    masks: list[torch.Tensor]
+    biases: list[torch.Tensor]
+    image_size: tuple[int, int]
 
 
 @dataclass
@@ -112,13 +124,17 @@ class SANHead(MaskClassificationHead):
     def __init__(self, backbone: ClipBackbone, class_names: Sequence[str], side: SideConfig = SideConfig(),
                  class_embeddings: torch.Tensor | None = None, tokenizer=None, ignore_index: int = 255,
                  criterion: MaskClassificationCriterion | None = None):
+        """`backbone`: read for its shapes only (CLIP's width, heads, embedding size, grid); the
+        head keeps no reference to it."""
         super().__init__()
-        self.__dict__["_backbone"] = backbone  # a reference, not a submodule
         clip = backbone.clip
         embed_dim = clip.config.embed_dim
+        self.size_divisor = backbone.size_divisor
+        self.context_length = clip.context_length
         self.side = SideViT(side, backbone.visual.width)
         self.mask_decoder = MaskDecoder(side.width, backbone.visual.heads, side.embed_channels,
                                         side.mlp_channels, side.mlp_layers)
+        self.pool_ratio = _pool_ratio(backbone, side.patch_size)
         self.no_object_embed = nn.Parameter(torch.empty(1, embed_dim))
         if not self.no_object_embed.is_meta:
             nn.init.normal_(self.no_object_embed, std=embed_dim ** -0.5)
@@ -138,15 +154,11 @@ class SANHead(MaskClassificationHead):
     def embeddings_source(self) -> str:
         return "text" if (not self.text_embedded.is_meta and bool(self.text_embedded)) else "placeholder"
 
-    def on_weights_loaded(self) -> None:
+    def embed_names_if_due(self, text_encoder, trained: bool) -> None:
         """After published CLIP / SAN weights arrive: embed the class names by text, if the model now
         can (trained CLIP and a tokenizer) and has not."""
-        if self.embeddings_source == "placeholder" and bool(self.backbone.clip_pretrained) and self.tokenizer:
-            self.set_classes(self.class_names)
-
-    @property
-    def backbone(self) -> ClipBackbone:
-        return self._backbone
+        if self.embeddings_source == "placeholder" and trained and self.tokenizer:
+            self.set_classes(self.class_names, text_encoder=text_encoder, trained=trained)
 
     @property
     def num_classes(self) -> int:
@@ -158,9 +170,11 @@ class SANHead(MaskClassificationHead):
 
     # -- vocabulary ------------------------------------------------------------------------------
 
-    def set_classes(self, names: Sequence[str], tokenizer=None, placeholder: bool = False) -> None:
-        """Replace the vocabulary: embed `names` with CLIP's text tower and the prompt templates
-        (needs CLIP weights and a tokenizer), or with placeholders when `placeholder`."""
+    def set_classes(self, names: Sequence[str], tokenizer=None, placeholder: bool = False, *,
+                    text_encoder=None, trained: bool = False) -> None:
+        """Replace the vocabulary: embed `names` with CLIP's text tower (`text_encoder`, a trained
+        CLIP: `trained`) and the prompt templates (needs a tokenizer), or with placeholders when
+        `placeholder`. The side-adapter model passes its CLIP (`model.set_classes(names)`)."""
         from ...text.prompts import VILD_TEMPLATES, ClassEmbedder
 
         tok = tokenizer or self.tokenizer
@@ -168,13 +182,13 @@ class SANHead(MaskClassificationHead):
             names = validate_class_names(names)
             self._store(names, placeholder_embeddings(names, self.class_embeddings.shape[1]), "placeholder")
             return
-        if not bool(self.backbone.clip_pretrained):
+        if text_encoder is None or not trained:
             raise ConfigError(f"cannot embed class names: this SAN model has no trained CLIP text tower; bring {BRING_CLIP}")
         if tok is None:
             raise ConfigError(f"cannot embed class names: no CLIP tokenizer; bring {BRING_VOCAB}")
-        names = validate_class_names(names, tok, VILD_TEMPLATES, self.backbone.clip.context_length)
-        if self._embedder is None or self._embedder.tokenizer is not tok:
-            self._embedder = ClassEmbedder(self.backbone.clip, tok, VILD_TEMPLATES)
+        names = validate_class_names(names, tok, VILD_TEMPLATES, self.context_length)
+        if self._embedder is None or self._embedder.tokenizer is not tok or self._embedder.clip is not text_encoder:
+            self._embedder = ClassEmbedder(text_encoder, tok, VILD_TEMPLATES)
         self.tokenizer = tok
         self._store(names, self._embedder(names), "text")
 
@@ -195,36 +209,31 @@ class SANHead(MaskClassificationHead):
         return F.normalize(torch.cat([self.class_embeddings.to(self.no_object_embed.dtype), self.no_object_embed]),
                            dim=-1)
 
-    def _pool_ratio(self) -> int | None:
-        """Side grid / CLIP grid when it is the same integer for every padded input size."""
-        bb = self.backbone
-        clip_stride = bb.visual.patch_size / bb.clip_scale
-        ratio = clip_stride / self.side.cfg.patch_size
-        if ratio == int(ratio) and clip_stride == int(clip_stride) and bb.size_divisor % int(clip_stride) == 0:
-            return int(ratio)
-        return None
-
-    def forward(self, feats: list[torch.Tensor]) -> SANOutput:
-        """feats: [CLIP-normalised image (B, 3, H, W), CLIP tokens at each tap (B, 1 + h*w, C)]."""
-        bb = self.backbone
+    def forward(self, feats: list[torch.Tensor], clip_grid: tuple[int, int]) -> SideOutput:
+        """feats: [CLIP-normalised image (B, 3, H, W), CLIP tokens at each tap (B, 1 + h*w, C)];
+        `clip_grid`: CLIP's (h, w) patch grid for this input."""
         image, taps = feats[0], feats[1:]
         size = tuple(image.shape[-2:])
-        hc, wc = bb.clip_grid(size)
+        hc, wc = clip_grid
         maps = [tokens_to_map(t[:, 1:], hc, wc) for t in taps]
         cfg = self.side.cfg
         decode = cfg.deep_supervision if self.training else (max(cfg.deep_supervision),)
-        outs = self.side(pad_to_multiple(image, bb.size_divisor), maps, decode)
-        classifier = self.classifier()
-        scale = bb.clip.logit_scale.exp()
-        logits, masks = [], []
+        outs = self.side(pad_to_multiple(image, self.size_divisor), maps, decode)
+        masks, biases = [], []
         for query, x in outs:
             mask, bias = self.mask_decoder(query, x)
             b, n, q = bias.shape[:3]
-            bias = max_pool_to(bias.flatten(1, 2), (hc, wc), self._pool_ratio()).view(b, n, q, hc * wc)
-            sls = bb.recognize(taps[-1], bias)
-            logits.append(scale * sls @ classifier.t().to(sls.dtype))
+            biases.append(max_pool_to(bias.flatten(1, 2), (hc, wc), self.pool_ratio).view(b, n, q, hc * wc))
             masks.append(mask)
-        return SANOutput(logits, masks, size)
+        return SideOutput(masks, biases, size)
+
+    def classify(self, proposals: SideOutput, sls: list[torch.Tensor], logit_scale: torch.Tensor) -> SANOutput:
+        """The raw output: each decoded block's [SLS] embeddings (B, Q, E) against the class-name
+        embeddings and the no-object embedding (cosine x CLIP's logit scale), with its masks."""
+        classifier = self.classifier()
+        scale = logit_scale.exp()
+        logits = [scale * s @ classifier.t().to(s.dtype) for s in sls]
+        return SANOutput(logits, proposals.masks, proposals.image_size)
 
     def final_output(self, raw: SANOutput) -> tuple[torch.Tensor, torch.Tensor]:
         return raw.logits[-1], raw.masks[-1]
@@ -233,7 +242,7 @@ class SANHead(MaskClassificationHead):
         """As the official inference: the mask logits upsampled to the padded input, cropped,
         and resized to `size` (default: the input's) before the class combination."""
         h, w = raw.image_size
-        padded = (h + (-h % self.backbone.size_divisor), w + (-w % self.backbone.size_divisor))
+        padded = (h + (-h % self.size_divisor), w + (-w % self.size_divisor))
         masks = F.interpolate(masks, size=padded, mode="bilinear", align_corners=False)[..., :h, :w]
         if size is not None and tuple(size) != (h, w):
             masks = F.interpolate(masks, size=tuple(size), mode="bilinear", align_corners=False)
@@ -245,6 +254,15 @@ class SANHead(MaskClassificationHead):
         h, w = raw.image_size
         if labels.shape[-2:] != (h, w):
             labels = F.interpolate(labels[:, None].float(), size=(h, w), mode="nearest")[:, 0].long()
-        labels = pad_to_multiple(labels, self.backbone.size_divisor, value=self.ignore_index)
+        labels = pad_to_multiple(labels, self.size_divisor, value=self.ignore_index)
         targets = semantic_to_targets(labels, self.num_classes, self.ignore_index)
         return self.criterion(list(zip(raw.logits, raw.masks)), targets)
+
+
+def _pool_ratio(backbone: ClipBackbone, side_patch: int) -> int | None:
+    """Side grid / CLIP grid when it is the same integer for every padded input size."""
+    clip_stride = backbone.visual.patch_size / backbone.clip_scale
+    ratio = clip_stride / side_patch
+    if ratio == int(ratio) and clip_stride == int(clip_stride) and backbone.size_divisor % int(clip_stride) == 0:
+        return int(ratio)
+    return None

@@ -20,7 +20,7 @@ from ..backbones.clip_backbone import ClipBackbone
 from ..heads.san import SANHead, validate_class_names
 from ..heads.san_side import SideConfig
 from ..registry import option_names, register_model
-from ..segmentor import Segmentor
+from ..meta_arch import SideAdapterSegmentor
 
 SAN_VARIANTS = {
     # CLIP config, taps (block counts: ln_pre, then the fusion blocks), CLIP input scale
@@ -92,7 +92,7 @@ def build_san(variant: str = "san-vit-b16", classes: Sequence[str] | None = None
     tokenizer = _tokenizer(vocab, clip if not isinstance(clip, CLIP) else None)
     head = SANHead(backbone, names, side, tokenizer=tokenizer, ignore_index=ignore_index)
     if classes is not None and pretrained and tokenizer is not None:
-        head.set_classes(names)
+        head.set_classes(names, text_encoder=backbone.clip, trained=True)
     return backbone, head
 
 
@@ -100,7 +100,8 @@ def _register() -> None:
     # `clip` only says where the initial CLIP weights come from: a saved SAN folder carries them
     for name in SAN_VARIANTS:
         register_model(name, weight_options=("clip",), open_vocabulary=True, options=option_names(build_san))(
-            lambda num_classes, _n=name, **kw: Segmentor(*build_san(_n, num_classes=num_classes, **kw), num_classes))
+            lambda num_classes, _n=name, **kw: SideAdapterSegmentor(*build_san(_n, num_classes=num_classes, **kw),
+                                                                    num_classes))
 
 
 _register()
