@@ -80,15 +80,18 @@ def _convert_published_head(model, state: dict) -> tuple[dict, dict]:
 
 def _sources(removed: dict, state: dict, reason: str, family, layout: str) -> dict[str, str]:
     """{file key: reason} for converted tensors that are not loaded after all. A renamed tensor
-    (or a view of it) is found by its storage; one made from several file tensors (fused q/k/v)
-    by converting a copy of the file whose every tensor holds its own index."""
+    (or a view of it) is found by where its data starts, else by its storage (a later chunk of
+    one file tensor); one made from several file tensors (fused q/k/v) by converting a copy of the
+    file whose every tensor holds its own index."""
+    by_start: dict[int, list[str]] = {}
     by_storage: dict[int, list[str]] = {}
     for k, v in state.items():
         if v.numel():
+            by_start.setdefault(v.data_ptr(), []).append(k)
             by_storage.setdefault(v.untyped_storage().data_ptr(), []).append(k)
     out, untraced = {}, []
     for k, t in removed.items():
-        keys = by_storage.get(t.untyped_storage().data_ptr()) if t.numel() else None
+        keys = (by_start.get(t.data_ptr()) or by_storage.get(t.untyped_storage().data_ptr())) if t.numel() else None
         if keys:
             out.update(dict.fromkeys(keys, reason))
         else:
