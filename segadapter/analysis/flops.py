@@ -118,13 +118,12 @@ def count_flops(model: torch.nn.Module, size: tuple[int, int], batch: int = 1, e
     x = torch.zeros(batch, 3, *size, device=device)
     # Count the architecture as published, not our algebraically folded inference shortcuts.
     head = head_of(model)
-    if not isinstance(head, DecodeHead):  # a bare module: counted as it runs
-        head = DecodeHead()
-    shortcuts = [] if executed or not head.fused_inference else [head]
+    is_head = isinstance(head, DecodeHead)  # else a bare module: counted as it runs
+    shortcuts = [head] if is_head and head.fused_inference and not executed else []
     for m in shortcuts:
         m.fused_inference = False
     # SAN's published figure leaves out the final class-mask combination (`predict`); SegViT's keeps it
-    run = model if head.count_predict_flops else model.forward_raw
+    run = model.forward_raw if is_head and not head.count_predict_flops else model
     try:
         with MacCounter() as counter:
             run(x)

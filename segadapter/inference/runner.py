@@ -37,18 +37,17 @@ class BatchRunner:
     def run(self, sources: list[Source], want_scores: bool, num_classes: int,
             preprocessing: Preprocessing) -> Iterator[tuple]:
         """`preprocessing`: the record to feed the model with (the Inferencer's current one)."""
-        self.preprocessing = preprocessing
         transform = preprocessing.transforms()
         decoded = ordered_map(lambda s: self._decode(s, transform), sources, self.workers,
                               ahead=2 * self.batch_size + self.workers)
         batch: list = []
         for item in decoded:
             if batch and (_key(item) != _key(batch[0]) or len(batch) >= self._batch_limit(batch[0], num_classes)):
-                yield from zip(batch, self._infer(batch, want_scores))
+                yield from zip(batch, self._infer(batch, want_scores, preprocessing))
                 batch = []
             batch.append(item)
         if batch:
-            yield from zip(batch, self._infer(batch, want_scores))
+            yield from zip(batch, self._infer(batch, want_scores, preprocessing))
 
     def _decode(self, source: Source, transform):
         """(source, uint8 image, normalised tensor); runs in a decoding thread."""
@@ -67,12 +66,11 @@ class BatchRunner:
         return max(1, min(self.batch_size, SCORE_BYTES // per_image))
 
     @torch.inference_mode()
-    def _infer(self, batch: list, want_scores: bool) -> list[dict[str, np.ndarray]]:
+    def _infer(self, batch: list, want_scores: bool, p: Preprocessing) -> list[dict[str, np.ndarray]]:
         with self.turns.exclusive():
-            return self._infer_now(batch, want_scores)
+            return self._infer_now(batch, want_scores, p)
 
-    def _infer_now(self, batch: list, want_scores: bool) -> list[dict[str, np.ndarray]]:
-        p = self.preprocessing
+    def _infer_now(self, batch: list, want_scores: bool, p: Preprocessing) -> list[dict[str, np.ndarray]]:
         x = torch.stack([t for _, _, t in batch]).to(self.device, non_blocking=True)
         size = batch[0][1].shape[:2]
         out = inference(self.net, x, mode=p.mode, crop_size=p.crop_size, stride=p.stride, flip=p.flip,
