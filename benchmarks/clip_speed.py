@@ -91,7 +91,7 @@ def child(spec: dict) -> dict:
 
         torch.manual_seed(0)
         if not spec["tiny"]:
-            bb, head = build_san("san-vit-b16", num_classes=171)
+            model = build_san("san-vit-b16", num_classes=171)
         else:  # the tiny smoke test only checks the script runs
             from segadapter.modeling.backbones.clip import CLIP, ClipConfig, ClipTextConfig, ClipVisionConfig
             from segadapter.modeling.backbones.clip_backbone import ClipBackbone
@@ -100,14 +100,13 @@ def child(spec: dict) -> dict:
 
             bb = ClipBackbone(CLIP(ClipConfig(32, ClipVisionConfig(32, 8, 64, 4, 4), ClipTextConfig(77, 500, 32, 2, 2))),
                               taps=(0, 1, 2))
-            head = SANHead(bb, [f"c{i}" for i in range(5)], SideConfig(width=48, depth=4, heads=2, grid=4,
-                           num_queries=10, fusion_blocks=(0, 1, 2), deep_supervision=(3, 4)))
-        bb.eval(), head.eval()
+            from segadapter.modeling.meta_arch import SideAdapterSegmentor
+
+            head = SANHead(bb, 5, SideConfig(width=48, depth=4, heads=2, grid=4, num_queries=10,
+                                             fusion_blocks=(0, 1, 2), deep_supervision=(3, 4)))
+            model = SideAdapterSegmentor(bb, head)
+        model.eval()
         x = torch.randn(1, 3, cfg["san_size"], cfg["san_size"])
-
-        from segadapter.modeling.meta_arch import SideAdapterSegmentor
-
-        model = SideAdapterSegmentor(bb, head, head.num_classes).eval()
 
         def call():
             return model(x)

@@ -11,6 +11,7 @@ from torch import nn
 
 import segadapter
 from segadapter.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from segadapter.modeling.vocabulary import Vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +68,7 @@ class ColourVocabulary(nn.Module):
         centres = (rgb - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
         self.register_buffer("centres", centres, persistent=False)
         self.num_classes = len(names)
-        self.classes = list(names)
+        self.vocabulary = Vocabulary(names)  # names map to colours directly: no text tower
 
     def forward(self, x):
         d = (x[:, None] - self.centres.to(x)[None, :, :, None, None]) ** 2

@@ -112,7 +112,7 @@ def test_head_capabilities_are_read_not_probed():
     is read. (num_classes, output_stride, no_weight_decay are also model-level names, checked by
     the Segmentor's own properties.)"""
     names = _head_capabilities()
-    assert {"at_input_size", "output_space", "loads_published_heads", "fused_inference", "open_vocabulary",
+    assert {"at_input_size", "output_space", "loads_published_heads", "fused_inference",
             "count_predict_flops", "takes_output_size", "query_grid", "on_weights_loaded"} <= names
     base = ROOT / "modeling" / "heads" / "base.py"
     probes = [f"{p.relative_to(ROOT.parent)}:{line} {node.args[1].value}"

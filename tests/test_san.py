@@ -27,15 +27,22 @@ def _trainable(*modules):
     return sum(p.numel() for m in modules for p in m.parameters() if p.requires_grad)
 
 
-def _tiny(names=NAMES, seed=0):
+_MODELS: dict[int, SideAdapterSegmentor] = {}
+
+
+def _tiny(names=NAMES, seed=0, tokenizer=None):
     torch.manual_seed(seed)
     bb = ClipBackbone(CLIP(TINY_CLIP), taps=(0, 1, 2))
-    return bb, SANHead(bb, names, TINY_SIDE)
+    head = SANHead(bb, len(names), TINY_SIDE)
+    _MODELS[id(head)] = SideAdapterSegmentor(bb, head, class_names=names, tokenizer=tokenizer)
+    return bb, head
 
 
 def _model(bb, head):
-    """The side-adapter model that runs the two (the head holds no backbone)."""
-    return SideAdapterSegmentor(bb, head, head.num_classes)
+    """The side-adapter model that runs the two (the head holds no backbone) and owns the names."""
+    if id(head) not in _MODELS:
+        _MODELS[id(head)] = SideAdapterSegmentor(bb, head)
+    return _MODELS[id(head)]
 
 
 def _raw(bb, head, x):
@@ -47,7 +54,9 @@ def _raw(bb, head, x):
 
 def test_trainable_parameters_vit_b16():
     with torch.device("meta"):
-        bb, head = build_san("san-vit-b16")
+        model = build_san("san-vit-b16")
+        bb, head = model.backbone, model.decode_head
+        _MODELS[id(head)] = model
     assert _trainable(bb, head) == 8_370_866
     # CLIP: only the visual position embedding (197 x 768) trains
     assert [n for n, p in bb.named_parameters() if p.requires_grad] == ["clip.visual.positional_embedding"]
@@ -58,7 +67,9 @@ def test_trainable_parameters_vit_b16():
 @pytest.mark.parametrize("width,millions", [(144, 4.21), (192, 6.07), (288, 11.12)])
 def test_side_widths(width, millions):
     with torch.device("meta"):
-        bb, head = build_san("san-vit-b16", side_width=width)
+        model = build_san("san-vit-b16", side_width=width)
+        bb, head = model.backbone, model.decode_head
+        _MODELS[id(head)] = model
     assert round(_trainable(bb, head) / 1e6, 2) == millions
 
 
@@ -66,7 +77,9 @@ def test_gflops_at_640():
     """Multiply-adds of one 640x640 forward (CLIP at 320), text encoder and the final
     class-mask combination excluded, as the published 64.3."""
     with torch.device("meta"):
-        bb, head = build_san("san-vit-b16", num_classes=171)
+        model = build_san("san-vit-b16", num_classes=171)
+        bb, head = model.backbone, model.decode_head
+        _MODELS[id(head)] = model
     bb.eval(), head.eval()
     with torch.no_grad(), MacCounter() as counter:
         _raw(bb, head, torch.zeros(1, 3, 640, 640, device="meta"))
@@ -75,7 +88,9 @@ def test_gflops_at_640():
 
 def test_vit_l14_builds():
     with torch.device("meta"):
-        bb, head = build_san("san-vit-l14")
+        model = build_san("san-vit-l14")
+        bb, head = model.backbone, model.decode_head
+        _MODELS[id(head)] = model
     assert bb.taps == (0, 6, 12, 18) and bb.clip.config.vision.image_size == 336
     assert head.mask_decoder.attn_mlp.layers[-1].out_channels == 256 * 16
     bb.eval(), head.eval()
@@ -253,10 +268,9 @@ def test_set_classes_needs_weights_and_vocabulary():
 
 
 def test_set_classes_embeds_names_with_templates():
-    bb, head = _tiny()
-    bb.clip_pretrained.fill_(True)  # a stand-in for loaded weights
     tok = _tokenizer()
-    head.tokenizer = tok
+    bb, head = _tiny(tokenizer=tok)
+    bb.clip_pretrained.fill_(True)  # a stand-in for loaded weights
     model = _model(bb, head)
     model.set_classes(["cat", "dog", "traffic light", "sky"])
     assert head.num_classes == 4 and head.embeddings_source == "text"
@@ -272,9 +286,9 @@ def test_set_classes_embeds_names_with_templates():
 @pytest.mark.parametrize("names,message", [([], "empty"), (["car", " "], "empty class name"),
                                            (["car", "Car"], "duplicate"), ("car,road", "list of names")])
 def test_bad_vocabularies(names, message):
-    _, head = _tiny()
+    bb, head = _tiny()
     with pytest.raises(ConfigError, match=message):
-        head.set_classes(names, placeholder=True)
+        _model(bb, head).vocabulary.set(names, placeholder=True)
 
 
 def test_placeholders_are_stable_per_name():

@@ -39,7 +39,7 @@ def test_san_on_a_random_clip_learns_camvid(tmp_path):
     assert cfg.model.name == "san-vit-b16" and not cfg.model.options.get("clip")  # random CLIP
     trainer = Trainer(cfg, tmp_path / "run")
     assert not bool(trainer.model.backbone.clip_pretrained)
-    assert trainer.model.decode_head.class_names == list(trainer.val_set.classes)
+    assert trainer.model.vocabulary.names == list(trainer.val_set.classes)
     before = trainer.evaluate()
     after = trainer.fit()
     print(f"CamVid val mIoU (san-vit-b16, random CLIP): untrained {before['mIoU']:.2f}, "

@@ -14,7 +14,6 @@ import segadapter
 from segadapter.cli.main import main
 from segadapter.data.metainfo import CAMVID_CLASSES
 from segadapter.errors import ConfigError
-from segadapter.evaluation.options import holds_placeholders
 from segadapter.modeling.backbones import clip as clip_module
 
 TINY = "tiny-san-cli-test"
@@ -44,10 +43,10 @@ def models(tmp_path_factory):
     assert bool(text.backbone.clip_pretrained) and text.decode_head.embeddings_source == "text"
     text.save_pretrained(d / "text")
     # CLIP loaded through `pretrained=` after the names were set: the names are embedded by text once
-    # the weights arrive (the head's on_weights_loaded)
+    # the weights arrive (the model's on_weights_loaded)
     late = segadapter.create_model("san-vit-b16", classes=CAMVID_CLASSES, pretrained=str(d / "clip.pt"),
                                    vocab=str(d / "bpe.txt"), **SMALL)
-    assert bool(late.backbone.clip_pretrained) and not holds_placeholders(late)
+    assert bool(late.backbone.clip_pretrained) and not late.vocabulary.stale
     assert late.decode_head.embeddings_source == "text"
     late.save_pretrained(d / "late")
     segadapter.create_model("segformer-b0", num_classes=3, decoder_channels=32).save_pretrained(
@@ -232,9 +231,9 @@ def test_clip_weights_through_pretrained_embed_the_names_and_the_folder_remember
     """A model whose CLIP came through `pretrained=` (or the SAN release) embeds its class names by
     text as the weights arrive, and a saved folder reloads with those text embeddings, so named."""
     model = segadapter.from_pretrained(models["late"])
-    assert not holds_placeholders(model) and model.decode_head.embeddings_source == "text"
+    assert not model.vocabulary.stale and model.decode_head.embeddings_source == "text"
     rebuilt = segadapter.create_model("san-vit-b16", classes=CAMVID_CLASSES, **SMALL)
-    rebuilt.decode_head.set_classes(CAMVID_CLASSES, placeholder=True)
+    rebuilt.vocabulary.set(CAMVID_CLASSES, placeholder=True)
     assert not torch.equal(rebuilt.decode_head.class_embeddings, model.decode_head.class_embeddings)
     inf = segadapter.Inferencer(model, device="cpu")
     assert inf.classes == CAMVID_CLASSES

@@ -13,10 +13,9 @@ import sys
 import torch
 
 from ..errors import ConfigError
-from ..modeling.heads.base import is_open_vocabulary
-from ..evaluation.options import (add_inference_args, check_takes_class_names, holds_placeholders, inference_options,
-                                  load_model, model_class_names, model_preprocessing, resolve_device,
-                                  resolve_preprocessing)
+from ..modeling.vocabulary import vocabulary_of
+from ..evaluation.options import (add_inference_args, inference_options, load_model, model_preprocessing,
+                                  resolve_device, resolve_preprocessing)
 
 
 def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
@@ -98,20 +97,20 @@ def _dataset_class_names(model, dataset_name: str, classes) -> tuple[str | None,
     """(line to print or None, zero-shot?). An open-vocabulary model whose classes are not the
     dataset's gets the dataset's class names (zero-shot); refused in one line when the model cannot
     read names (no CLIP weights / vocabulary)."""
-    if not is_open_vocabulary(model):
+    vocab = vocabulary_of(model)
+    if vocab is None:
         return None, False
-    own, names = model_class_names(model), list(classes)
+    own, names = list(vocab.names), list(classes)
     if own == names:
-        if not holds_placeholders(model):
+        if not vocab.refresh():
             return None, False
-        model.set_classes(names)  # CLIP weights were loaded after the names were set: embed them now
+        # CLIP weights were loaded after the names were set: they are embedded now
         return (f"embedding {dataset_name}'s {len(names)} class names with CLIP's text tower "
                 "(the model held placeholder embeddings)"), False
-    check_takes_class_names(model, f"zero-shot evaluation on {dataset_name}", names)
-    model.set_classes(names)
-    shown = ", ".join(own[:5]) + (", ..." if len(own) > 5 else "") if own else "?"
+    model.set_classes(vocab.require(names, f"zero-shot evaluation on {dataset_name}"))
+    shown = ", ".join(own[:5]) + (", ..." if len(own) > 5 else "")
     return (f"zero-shot: segmenting {dataset_name}'s {len(names)} class names instead of the model's "
-            f"{len(own) if own else '?'} ({shown})"), True
+            f"{len(own)} ({shown})"), True
 
 
 def _run_data_config(model_dir) -> dict:

@@ -16,7 +16,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..evaluation.options import (add_inference_args, check_takes_class_names, inference_options, load_model,
+from ..modeling.vocabulary import require_vocabulary
+from ..evaluation.options import (add_inference_args, inference_options, load_model,
                                   model_preprocessing, read_class_names, resolve_device, resolve_preprocessing)
 
 MAX_PNG_CLASSES = 255  # class-id PNGs: ids 0-254, 255 = ignore
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs(images, out_dir, args.overlay_format)
     model, folder = load_model(args.ckpt, device, compile=False)
     if classes is not None:
-        check_takes_class_names(model, flag, classes)  # a fixed-class model, or a SAN without CLIP weights
+        # a fixed-class model, or a SAN without CLIP weights: one line, before any work
+        classes = require_vocabulary(model, flag).require(classes, flag)
     pre = resolve_preprocessing(args, model_preprocessing(model, folder))
     options = inference_options(args, pre)
     palette = _palette(args.palette, len(classes) if classes else model.num_classes,

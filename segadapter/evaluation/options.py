@@ -12,6 +12,7 @@ from torch import nn
 
 from ..runtime.amp import AMP_DTYPES
 from ..errors import ConfigError
+from ..modeling.vocabulary import check_names
 from ..inference.preprocess import Preprocessing, preprocessing_of
 from .inference import MODES, check_inference_args
 
@@ -97,9 +98,8 @@ def model_preprocessing(model: nn.Module, folder: Path) -> Preprocessing:
 def read_class_names(names: str | None = None, file: str | None = None) -> list[str] | None:
     """`--classes "a,b,c"` or `--classes-file FILE` (one name a line; blank lines and lines
     starting with # skipped; names may hold commas) -> the names, checked: ConfigError naming the
-    problem for an empty list, an empty, duplicate (case-insensitive) or over-long name."""
-    from ..modeling.heads.san import MAX_NAME_CHARS
-
+    problem for an empty list, an empty, duplicate (case-insensitive) or over-long name
+    (`check_names`, the one check of class names)."""
     if names is not None and file is not None:
         raise ConfigError("--classes and --classes-file both name the classes; give one")
     if names is None and file is None:
@@ -128,21 +128,8 @@ def read_class_names(names: str | None = None, file: str | None = None) -> list[
                 raise ConfigError(f"--classes {names!r}: name #{i} is empty (two commas in a row, or a "
                                   "leading/trailing comma?)")
         entries = [(f"name #{i}", p) for i, p in enumerate(parts, 1)]
-    seen: dict[str, tuple[str, str]] = {}
-    for at, name in entries:
-        if len(name) > MAX_NAME_CHARS:
-            raise ConfigError(f"{where}: {at} ({name[:40]!r}...) is longer than {MAX_NAME_CHARS} characters")
-        key = " ".join(name.lower().split())
-        if key in seen:
-            first_at, first = seen[key]
-            same = "" if first == name else f" as {first!r}"
-            raise ConfigError(f"{where}: {at}: duplicate class name {name!r} (already {first_at}{same}); "
-                              "each class must be named once")
-        seen[key] = (at, name)
-    return [name for _, name in entries]
+    return check_names([name for _, name in entries], where, [at for at, _ in entries])
 
 
-# the vocabulary policy and the device live below evaluation/ (modeling/, runtime/); their names
-# stay importable from here for the commands
-from ..modeling.vocabulary import check_takes_class_names, holds_placeholders, model_class_names  # noqa: E402,F401
+# the device lives below evaluation/ (runtime/); its name stays importable from here for the commands
 from ..runtime.device import resolve_device  # noqa: E402,F401

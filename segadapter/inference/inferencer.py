@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, SegAdapterError
-from ..modeling.heads.base import is_open_vocabulary
+from ..modeling.vocabulary import require_vocabulary, vocabulary_of
 from ..runtime.amp import AMP_DTYPES
 from .preprocess import Preprocessing, preprocessing_of
 from .runner import BatchRunner
@@ -57,7 +57,7 @@ class Inferencer:
     training run folder. `device` default: CUDA if available, else CPU. `amp`: "bf16"/"fp16"
     autocast for the network. `preprocessing`: overrides the model's record (see `Preprocessing`;
     use `inferencer.preprocessing.replace(scale=(W, H))` to change one thing). `scales`: multi-scale
-    test. `classes`: class names for open-vocabulary models (those with `set_classes`).
+    test. `classes`: class names for open-vocabulary models (those with a `vocabulary`).
     `batch_size`: images per forward (same-size images only). `workers`: decoding threads.
     """
 
@@ -100,7 +100,7 @@ class Inferencer:
 
     @property
     def open_vocabulary(self) -> bool:
-        return is_open_vocabulary(self.model)
+        return vocabulary_of(self.model) is not None
 
     @property
     def num_classes(self) -> int:
@@ -109,31 +109,20 @@ class Inferencer:
         return int(getattr(self.model, "num_classes", 0) or getattr(self.model, "config", {}).get("num_classes"))
 
     def set_classes(self, classes: Sequence[str] | None) -> None:
-        """Name the classes to segment: for open-vocabulary models any list (passed on to the
-        model's `set_classes`); otherwise None (the recorded names)."""
+        """Name the classes to segment: for open-vocabulary models any list (the model's
+        `vocabulary` checks them, its `set_classes` takes them); otherwise None (the recorded names)."""
+        vocab = vocabulary_of(self.model)
         if classes is None:
-            from ..modeling.vocabulary import holds_placeholders, model_class_names
-
-            if holds_placeholders(self.model):  # CLIP weights came after its names: embed them by text now
-                self.model.set_classes(model_class_names(self.model))
+            if vocab is not None:
+                vocab.refresh()  # e.g. CLIP weights came after its names: embed them by text now
             recorded = self.preprocessing.classes
-            if recorded is None:  # an open-vocabulary model may name its current set
-                recorded = model_class_names(self.model) if self.open_vocabulary else None
+            if recorded is None and vocab is not None:  # an open-vocabulary model names its current set
+                recorded = vocab.names
             self.classes = list(recorded) if recorded is not None else None
             return
-        names = [str(c).strip() for c in classes]
-        if not names or any(not n for n in names):
-            raise ConfigError(f"classes must be a non-empty list of non-empty names, got {list(classes)}")
-        if not self.open_vocabulary:
-            name = getattr(self.model, "config", {}).get("name", type(self.model).__name__)
-            raise ConfigError(f"{name} segments a fixed set of classes; class names can only be given to "
-                              "open-vocabulary models (with set_classes)")
-        from ..modeling.vocabulary import check_takes_class_names, holds_placeholders, model_class_names
-
-        stale = holds_placeholders(self.model)  # could embed its names by text but has not yet
-        if names != self.classes or stale:
-            if names != model_class_names(self.model) or stale:  # its own names need no text tower
-                check_takes_class_names(self.model, "classes", names)  # e.g. a SAN without CLIP weights
+        names = require_vocabulary(self.model, "classes").require(classes, "classes")
+        if names != self.classes or vocab.stale:
+            if names != vocab.names or vocab.stale:
                 try:
                     self.model.set_classes(names)
                 except SegAdapterError:

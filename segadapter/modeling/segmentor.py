@@ -14,11 +14,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from .vocabulary import Vocabulary
+
 # Optimizer parameter groups by top-level module: the config's lr multipliers are keyed by these.
 PARAM_GROUPS = {"backbone": "backbone", "adapters": "adapter", "decode_head": "head"}
 
 
 class Segmentor(nn.Module):
+    # the class names an open-vocabulary model segments (modeling/vocabulary.py); None: fixed classes
+    vocabulary: Vocabulary | None = None
+
     def __init__(self, backbone: nn.Module, decode_head: nn.Module, num_classes: int,
                  adapters: nn.ModuleList | None = None):
         super().__init__()
@@ -40,25 +45,21 @@ class Segmentor(nn.Module):
     @property
     def open_vocabulary(self) -> bool:
         """Whether the classes are names the model can be given at inference (`set_classes`)."""
-        return self.decode_head.open_vocabulary
+        return self.vocabulary is not None
 
     def set_classes(self, names) -> None:
         """Replace the vocabulary of an open-vocabulary model; the config follows (and so every
         folder it is saved to)."""
-        self._check_open_vocabulary()
-        self.decode_head.set_classes(list(names))
-        self._record_classes(names)
+        from .vocabulary import require_vocabulary
+
+        self._record_classes(require_vocabulary(self).set(names))
 
     def on_weights_loaded(self) -> None:
-        """Called by `create_model` after published weights were loaded."""
+        """Called by `create_model` after published weights were loaded: the head's hook, and an
+        open-vocabulary model embeds its names by text if it now can (e.g. CLIP arrived)."""
         self.decode_head.on_weights_loaded()
-
-    def _check_open_vocabulary(self) -> None:
-        from ..errors import ConfigError
-
-        if not self.open_vocabulary:
-            raise ConfigError(f"{self.config.get('name', 'this model')} has a fixed set of "
-                              f"{self.num_classes} classes; only open-vocabulary models (san-*) take class names")
+        if self.vocabulary is not None:
+            self.vocabulary.refresh()
 
     def _record_classes(self, names) -> None:
         self.config["num_classes"] = self.num_classes

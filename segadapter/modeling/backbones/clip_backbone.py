@@ -83,6 +83,11 @@ class ClipBackbone(nn.Module):
             p.requires_grad_(name in self.trainable)
 
     @property
+    def text_trained(self) -> bool:
+        """Whether CLIP's text tower holds trained weights: only then can names be embedded."""
+        return not self.clip_pretrained.is_meta and bool(self.clip_pretrained)
+
+    @property
     def visual(self):
         return self.clip.visual
 

@@ -61,15 +61,6 @@ def output_space(model) -> OutputSpace:
     return head.output_space if isinstance(head, DecodeHead) else LOGITS
 
 
-def is_open_vocabulary(model) -> bool:
-    """Whether the model's classes are names it can be given (`set_classes`): its head says; a
-    model of another kind (no `DecodeHead`) is taken at its word, a `set_classes` method."""
-    head = head_of(model)
-    if isinstance(head, DecodeHead):
-        return head.open_vocabulary
-    return callable(getattr(getattr(model, "_orig_mod", model), "set_classes", None))
-
-
 def takes_output_size(model) -> bool:
     """Whether the model's head predicts at a requested output size itself (`model(x, out_size=)`)."""
     head = head_of(model)
@@ -91,7 +82,6 @@ class DecodeHead(nn.Module):
     at_input_size          `predict` needs the input's size and returns scores there (mask heads)
     takes_output_size      `predict(raw, size)` resizes its masks to the output size itself (SAN)
     output_space           what `predict` returns and how TTA averages it (`OutputSpace`)
-    open_vocabulary        its classes are names it can be given (`set_classes`)
     loads_published_heads  published heads of its kind map onto it (weights/ converters)
     fused_inference        runs an algebraically folded forward; the FLOPs counter sets it False
                            to count the published order (None: the head has no such shortcut)
@@ -104,7 +94,6 @@ class DecodeHead(nn.Module):
     at_input_size: bool = False
     takes_output_size: bool = False
     output_space: OutputSpace = LOGITS
-    open_vocabulary: bool = False
     loads_published_heads: bool = False
     fused_inference: bool | None = None
     count_predict_flops: bool = True

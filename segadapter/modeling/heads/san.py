@@ -14,8 +14,7 @@ Structure (backbone + head, as every model here):
 The head holds no reference to the backbone: the side-adapter meta-architecture
 (`meta_arch/side_adapter.py`) runs the backbone, hands the head its taps (`forward` -> mask
 proposals and pooled attention biases), runs CLIP's recognition blocks on those biases, and gives
-the [SLS] embeddings back to the head (`classify`). CLIP's text tower reaches the head only as an
-argument (`set_classes(..., text_encoder=)`).
+the [SLS] embeddings back to the head (`classify`).
 
 Raw output `SANOutput`: class logits (B, Q, K+1) and mask logits (B, Q, H/16, W/16) of each
 decoded side block (training: blocks 7 and 8, each matched and supervised; inference: block 8).
@@ -24,33 +23,23 @@ padded input, cropped and resized to the output size (the official order, detect
 `sem_seg_postprocess` before `semantic_inference`): probabilities, averaged as they are over
 test-time passes (detectron2's TTA).
 
-Vocabulary: `class_embeddings` is a buffer (saved with the model), computed from class names
-through CLIP's text tower and the 14 prompt templates (`set_classes`), or deterministic
-placeholders (one pseudo-random unit vector per name) when no CLIP text weights or vocabulary are
-at hand, so the model builds and runs anywhere (FLOPs, tests, a random-CLIP baseline).
+Classes: `class_embeddings` is a buffer (saved with the model) of one row per class name,
+written by the model's vocabulary (modeling/vocabulary.py `ClipVocabulary`): CLIP's text tower
+and the 14 prompt templates, or deterministic placeholders (one pseudo-random unit vector per
+name) when no CLIP text weights or vocabulary are at hand, so the model builds and runs anywhere
+(FLOPs, tests, a random-CLIP baseline). The head knows rows, not names.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from typing import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...errors import ConfigError
 from ..backbones.clip_backbone import ClipBackbone, pad_to_multiple
 from ..losses.mask_criterion import MaskClassificationCriterion, semantic_to_targets
 from .base import DETECTRON2_MASK_SCORES, MaskClassificationHead
 from .san_side import MaskDecoder, SideConfig, SideViT, tokens_to_map
-
-MAX_NAME_CHARS = 200
-BRING_CLIP = ("CLIP weights (OpenAI's ViT-B-16.pt, an open_clip checkpoint, or a Hugging Face CLIP folder), "
-              "passed as clip=PATH")
-BRING_VOCAB = ("CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz from OpenAI's clip or open_clip, or a "
-               "Hugging Face CLIP folder with vocab.json + merges.txt), passed as vocab=PATH")
-
 
 @dataclass
 class SideOutput:
@@ -68,16 +57,6 @@ class SANOutput:
     image_size: tuple[int, int]  # (H, W) of the input before padding
 
 
-def placeholder_embeddings(names: Sequence[str], dim: int) -> torch.Tensor:
-    """A fixed pseudo-random unit vector per name (seeded by its SHA-256): stands in for text
-    embeddings when no CLIP text tower is available; the same name always gets the same vector."""
-    rows = []
-    for name in names:
-        seed = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
-        rows.append(torch.randn(dim, generator=torch.Generator().manual_seed(seed)))
-    return F.normalize(torch.stack(rows), dim=-1) if rows else torch.zeros(0, dim)
-
-
 def max_pool_to(x: torch.Tensor, size: tuple[int, int], ratio: int | None = None) -> torch.Tensor:
     """Adaptive max-pool to `size`. With `ratio` (the side grid is exactly `ratio` x CLIP's, as
     for ViT-B/16 on padded inputs) a plain max-pool: the same result, and its fixed kernel
@@ -87,50 +66,21 @@ def max_pool_to(x: torch.Tensor, size: tuple[int, int], ratio: int | None = None
     return F.adaptive_max_pool2d(x, size)
 
 
-def validate_class_names(names: Sequence[str], tokenizer=None, templates: Sequence[str] = (),
-                         context_length: int = 77) -> list[str]:
-    """Stripped names, or ConfigError for an empty list, empty/duplicate/over-long names."""
-    if isinstance(names, str):
-        raise ConfigError("class names must be a list of names, not one string")
-    names = [str(n).strip() for n in names]
-    if not names:
-        raise ConfigError("the vocabulary is empty: give at least one class name")
-    if any(not n for n in names):
-        raise ConfigError("the vocabulary has an empty class name")
-    seen: dict[str, str] = {}
-    for n in names:
-        if n.lower() in seen:
-            raise ConfigError(f"duplicate class name {n!r} (as {seen[n.lower()]!r})")
-        seen[n.lower()] = n
-        if len(n) > MAX_NAME_CHARS:
-            raise ConfigError(f"class name {n[:40]!r}... is longer than {MAX_NAME_CHARS} characters")
-    if tokenizer is not None:
-        for n in names:
-            longest = max((len(tokenizer.encode(t.format(n))) + 2 for t in templates), default=0)
-            if longest > context_length:
-                raise ConfigError(f"class name {n[:40]!r} is too long: a prompt with it takes {longest} "
-                                  f"tokens, CLIP's text context holds {context_length}")
-    return names
-
-
 class SANHead(MaskClassificationHead):
     output_space = DETECTRON2_MASK_SCORES
     takes_output_size = True  # predict(raw, size) resizes the mask logits to the output size itself
-    open_vocabulary = True
     # the published GFLOPs leave out the final class-mask combination (predict): count forward only
     count_predict_flops = False
     loads_published_heads = True  # the official SAN release's side network and decoder (weights/san.py)
 
-    def __init__(self, backbone: ClipBackbone, class_names: Sequence[str], side: SideConfig = SideConfig(),
-                 class_embeddings: torch.Tensor | None = None, tokenizer=None, ignore_index: int = 255,
-                 criterion: MaskClassificationCriterion | None = None):
+    def __init__(self, backbone: ClipBackbone, num_classes: int, side: SideConfig = SideConfig(),
+                 ignore_index: int = 255, criterion: MaskClassificationCriterion | None = None):
         """`backbone`: read for its shapes only (CLIP's width, heads, embedding size, grid); the
-        head keeps no reference to it."""
+        head keeps no reference to it. The class-embedding rows start at zero: the model's
+        vocabulary fills them (`set_embeddings`)."""
         super().__init__()
-        clip = backbone.clip
-        embed_dim = clip.config.embed_dim
+        embed_dim = backbone.clip.config.embed_dim
         self.size_divisor = backbone.size_divisor
-        self.context_length = clip.context_length
         self.side = SideViT(side, backbone.visual.width)
         self.mask_decoder = MaskDecoder(side.width, backbone.visual.heads, side.embed_channels,
                                         side.mlp_channels, side.mlp_layers)
@@ -140,67 +90,27 @@ class SANHead(MaskClassificationHead):
             nn.init.normal_(self.no_object_embed, std=embed_dim ** -0.5)
         self.criterion = criterion or MaskClassificationCriterion()
         self.ignore_index = ignore_index
-        self.tokenizer = tokenizer
-        self._embedder = None
-        names = validate_class_names(class_names)
-        if class_embeddings is None:
-            class_embeddings = placeholder_embeddings(names, embed_dim)
-        self.register_buffer("class_embeddings", class_embeddings.to(self.no_object_embed.device))
-        self.class_names = names
+        device = self.no_object_embed.device
+        self.register_buffer("class_embeddings", torch.zeros(num_classes, embed_dim, device=device))
         # saved with the model: whether `class_embeddings` came from CLIP's text tower
-        self.register_buffer("text_embedded", torch.tensor(False, device=self.no_object_embed.device))
+        self.register_buffer("text_embedded", torch.tensor(False, device=device))
+
+    @property
+    def num_classes(self) -> int:
+        return self.class_embeddings.shape[0]
 
     @property
     def embeddings_source(self) -> str:
         return "text" if (not self.text_embedded.is_meta and bool(self.text_embedded)) else "placeholder"
 
-    def embed_names_if_due(self, text_encoder, trained: bool) -> None:
-        """After published CLIP / SAN weights arrive: embed the class names by text, if the model now
-        can (trained CLIP and a tokenizer) and has not."""
-        if self.embeddings_source == "placeholder" and trained and self.tokenizer:
-            self.set_classes(self.class_names, text_encoder=text_encoder, trained=trained)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
+    def set_embeddings(self, embeddings: torch.Tensor, from_text: bool) -> None:
+        """New classifier rows (K, E), one per class name (written by the model's vocabulary)."""
+        self.class_embeddings = embeddings.to(self.class_embeddings.device, self.class_embeddings.dtype)
+        self.text_embedded.fill_(bool(from_text))
 
     def no_weight_decay(self) -> set[str]:
         """Position and query embeddings (the recipe's embedding group: weight decay 0)."""
         return {"side.pos_embed", "side.query_embed", "side.query_pos_embed"}
-
-    # -- vocabulary ------------------------------------------------------------------------------
-
-    def set_classes(self, names: Sequence[str], tokenizer=None, placeholder: bool = False, *,
-                    text_encoder=None, trained: bool = False) -> None:
-        """Replace the vocabulary: embed `names` with CLIP's text tower (`text_encoder`, a trained
-        CLIP: `trained`) and the prompt templates (needs a tokenizer), or with placeholders when
-        `placeholder`. The side-adapter model passes its CLIP (`model.set_classes(names)`)."""
-        from ...text.prompts import VILD_TEMPLATES, ClassEmbedder
-
-        tok = tokenizer or self.tokenizer
-        if placeholder:
-            names = validate_class_names(names)
-            self._store(names, placeholder_embeddings(names, self.class_embeddings.shape[1]), "placeholder")
-            return
-        if text_encoder is None or not trained:
-            raise ConfigError(f"cannot embed class names: this SAN model has no trained CLIP text tower; bring {BRING_CLIP}")
-        if tok is None:
-            raise ConfigError(f"cannot embed class names: no CLIP tokenizer; bring {BRING_VOCAB}")
-        names = validate_class_names(names, tok, VILD_TEMPLATES, self.context_length)
-        if self._embedder is None or self._embedder.tokenizer is not tok or self._embedder.clip is not text_encoder:
-            self._embedder = ClassEmbedder(text_encoder, tok, VILD_TEMPLATES)
-        self.tokenizer = tok
-        self._store(names, self._embedder(names), "text")
-
-    def _store(self, names: list[str], emb: torch.Tensor, source: str) -> None:
-        self.class_embeddings = emb.to(self.class_embeddings.device, self.class_embeddings.dtype)
-        self.class_names = list(names)
-        self.text_embedded.fill_(source == "text")
-
-    def clear_text_cache(self) -> None:
-        """Forget cached class embeddings (call after CLIP's weights change)."""
-        if self._embedder is not None:
-            self._embedder.clear()
 
     # -- forward ---------------------------------------------------------------------------------
 

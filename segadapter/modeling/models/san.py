@@ -1,7 +1,7 @@
 """SAN variants: a frozen CLIP backbone + the SAN head (see heads/san.py for the structure).
 
-`build_san(variant, ...) -> (backbone, head)`; the registry entry / Segmentor wrapping is done by
-the caller. Without `clip` the CLIP is random (logit scale set to CLIP's trained 100) and the
+`build_san(variant, ...) -> SideAdapterSegmentor` (backbone, head and vocabulary). Without `clip`
+the CLIP is random (logit scale set to CLIP's trained 100) and the
 class embeddings are placeholders; without `classes`, `num_classes` placeholder names.
 """
 from __future__ import annotations
@@ -17,10 +17,11 @@ import torch
 from ...errors import ConfigError
 from ..backbones.clip import CLIP, clip_config
 from ..backbones.clip_backbone import ClipBackbone
-from ..heads.san import SANHead, validate_class_names
+from ..heads.san import SANHead
 from ..heads.san_side import SideConfig
 from ..registry import option_names, register_model
 from ..meta_arch import SideAdapterSegmentor
+from ..vocabulary import check_names
 
 SAN_VARIANTS = {
     # CLIP config, taps (block counts: ln_pre, then the fusion blocks), CLIP input scale
@@ -48,8 +49,8 @@ def build_san(variant: str = "san-vit-b16", classes: Sequence[str] | None = None
               clip: str | os.PathLike | CLIP | None = None, vocab: str | os.PathLike | None = None,
               num_classes: int | None = None, side_width: int = 240, side_heads: int = 6,
               side_depth: int = 8, num_queries: int = 100, clip_act: str | None = None,
-              clip_config_override=None, ignore_index: int = 255) -> tuple[ClipBackbone, SANHead]:
-    """Build SAN's (backbone, head).
+              clip_config_override=None, ignore_index: int = 255) -> SideAdapterSegmentor:
+    """Build a SAN model: CLIP backbone, SAN head, and the vocabulary of `classes`.
 
     classes   class names (the vocabulary); None: `num_classes` placeholders ("class 0", ...)
     clip      CLIP weights (a path: OpenAI/open_clip/TorchScript/HF folder/SAN release) or a CLIP
@@ -84,24 +85,24 @@ def build_san(variant: str = "san-vit-b16", classes: Sequence[str] | None = None
     if classes is None:
         names = placeholder_names(num_classes if num_classes is not None else 171)
     else:
-        names = validate_class_names(classes)
+        names = check_names(classes, "classes")
         if num_classes is not None and num_classes != len(names):
             raise ConfigError(f"num_classes={num_classes} but {len(names)} class names were given")
     side = SideConfig(width=side_width, heads=side_heads, depth=side_depth, num_queries=num_queries,
                       deep_supervision=(side_depth - 1, side_depth))
     tokenizer = _tokenizer(vocab, clip if not isinstance(clip, CLIP) else None)
-    head = SANHead(backbone, names, side, tokenizer=tokenizer, ignore_index=ignore_index)
-    if classes is not None and pretrained and tokenizer is not None:
-        head.set_classes(names, text_encoder=backbone.clip, trained=True)
-    return backbone, head
+    head = SANHead(backbone, len(names), side, ignore_index=ignore_index)
+    model = SideAdapterSegmentor(backbone, head, class_names=names, tokenizer=tokenizer)
+    if classes is not None:
+        model.vocabulary.refresh()  # embedded by text when CLIP weights and a vocabulary came
+    return model
 
 
 def _register() -> None:
     # `clip` only says where the initial CLIP weights come from: a saved SAN folder carries them
     for name in SAN_VARIANTS:
         register_model(name, weight_options=("clip",), open_vocabulary=True, options=option_names(build_san))(
-            lambda num_classes, _n=name, **kw: SideAdapterSegmentor(*build_san(_n, num_classes=num_classes, **kw),
-                                                                    num_classes))
+            lambda num_classes, _n=name, **kw: build_san(_n, num_classes=num_classes, **kw))
 
 
 _register()
