@@ -263,7 +263,9 @@ def test_synthetic_with_train_transform_varies_by_epoch():
 
 
 def test_metadata_lookup():
-    assert set(DATASET_NAMES) == {"camvid", "ade20k", "cityscapes", "coco-stuff164k", "folder", "synthetic"}
+    assert set(DATASET_NAMES) == {"camvid", "ade20k", "cityscapes", "coco-stuff164k", "folder", "synthetic",
+                                  "voc", "voc21", "pcontext59", "pcontext60", "pcontext459", "ade20k-full",
+                                  "coco-stuff10k"}
     assert len(get_classes("ade20k")) == 150 and len(get_palette("ade20k")) == 150
     assert get_palette("cityscapes")[0] == (128, 64, 128) and len(get_classes("coco-stuff164k")) == 171
     assert get_classes("camvid")[3] == "road" and get_palette("camvid")[3] == (128, 64, 128)

@@ -15,6 +15,7 @@ from .seeding import SampleKey, sample_rng
 from .transforms import build_transforms
 
 IGNORE_INDEX = 255
+WIDE_IGNORE_INDEX = 65535  # PC-459, ADE20K-Full: uint16 labels, as their official preparation writes them
 
 Transform = Callable[..., tuple[torch.Tensor, torch.Tensor | None]]
 
@@ -30,7 +31,7 @@ class SegDataset(Dataset):
     `build_dataloader` does this itself by passing `SampleKey`s that carry the epoch).
     """
 
-    ignore_index: int = IGNORE_INDEX
+    ignore_index: int = IGNORE_INDEX  # datasets of more than 255 classes: 65535 (WIDE_IGNORE_INDEX)
 
     def __init__(self, classes: Sequence[str], palette: Palette, transform: Transform | None = None,
                  seed: int = 0) -> None:
@@ -50,7 +51,8 @@ class SegDataset(Dataset):
         raise NotImplementedError
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray, str]:
-        """Raw sample: (uint8 HWC RGB image, uint8 HW train-id label, path or name)."""
+        """Raw sample: (uint8 HWC RGB image, HW train-id label, path or name); the label is uint8,
+        or uint16 for a dataset whose ignore index is above 255."""
         raise NotImplementedError
 
     def set_epoch(self, epoch: int) -> None:
@@ -105,7 +107,7 @@ class FilePairDataset(SegDataset):
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray, str]:
         img_path, lbl_path = self.pairs[index]
         image = read_image(img_path)
-        label = read_label(lbl_path)
+        label = read_label(lbl_path, sixteen_bit=self.ignore_index > 255)
         if image.shape[:2] != label.shape:
             raise DataError(
                 f"image {img_path} is {image.shape[1]}x{image.shape[0]} (WxH) but its label "

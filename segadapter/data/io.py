@@ -72,13 +72,16 @@ def pil_to_rgb(img: Image.Image, name: object = "image") -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
 
 
-def read_label(path: str | os.PathLike) -> np.ndarray:
-    """Read a class-index label map as uint8, shape (H, W).
+def read_label(path: str | os.PathLike, sixteen_bit: bool = False) -> np.ndarray:
+    """Read a class-index label map as uint8, shape (H, W); with `sixteen_bit`, as uint16 (the
+    16-bit TIFF / PNG labels of datasets with more than 255 classes, 65535 = ignore).
 
     Palette ('P') PNGs are read as their indices, not their colours. A colour (RGB) label is an
     error: a per-pixel class-index PNG is expected.
     """
     img = _open(path)
+    if sixteen_bit:
+        return _wide_label(img, path)
     mode = img.mode
     if mode not in _LABEL_MODES:
         raise DataError(
@@ -95,3 +98,14 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
                 "class ids must fit in 8 bits (255 = ignore)"
             )
     return np.ascontiguousarray(a.astype(np.uint8))
+
+
+def _wide_label(img: Image.Image, path: str | os.PathLike) -> np.ndarray:
+    """A label of up to 65536 ids as uint16; 8-bit files are widened (their 255 stays 255)."""
+    if img.mode not in _LABEL_MODES:
+        raise DataError(f"{path}: label image has mode {img.mode} ({len(img.getbands())} channels); expected a "
+                        "single-channel 8- or 16-bit class-index image (TIFF or PNG)")
+    a = np.asarray(img)
+    if a.dtype.kind in "iu" and a.size and (int(a.min()) < 0 or int(a.max()) > 65535):
+        raise DataError(f"{path}: label values {int(a.min())}..{int(a.max())} do not fit 16 bits (0-65535)")
+    return np.ascontiguousarray(a.astype(np.uint16))

@@ -75,3 +75,35 @@ def pair_files(
             + (f"; {len(orphans) - 1} more labels lack images" if len(orphans) > 1 else "")
         )
     return pairs
+
+
+def enter(root: Path, *inner: str) -> Path:
+    """`root` itself, or the first of its sub-folders `inner` that exists: users point at either the
+    dataset's own folder or the folder holding it (e.g. `datasets/` or `datasets/VOC2012`)."""
+    for name in inner:
+        if (root / name).is_dir():
+            return root / name
+    return root
+
+
+def read_id_list(path: Path, what: str) -> list[str]:
+    """The image ids of a split file (one a line, blank lines skipped); a missing or empty file is
+    an error naming it."""
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}")
+    ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not ids:
+        raise DataError(f"{what} {path} lists no images")
+    return ids
+
+
+def pairs_from_ids(ids: Iterable[str], image_of: Callable[[str], Path], label_of: Callable[[str], Path],
+                   listed_in: Path) -> list[tuple[Path, Path]]:
+    """(image, label) per listed id; the first missing file is an error naming it and the list."""
+    pairs = []
+    for i in ids:
+        for path, what in ((image_of(i), "image"), (label_of(i), "label")):
+            if not path.is_file():
+                raise DataError(f"{listed_in} lists {i!r} but its {what} {path} is missing")
+        pairs.append((image_of(i), label_of(i)))
+    return pairs

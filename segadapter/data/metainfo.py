@@ -14,13 +14,14 @@ def _hex_palette(text: str) -> Palette:
 
 
 def generated_palette(n: int) -> Palette:
-    """A deterministic palette of `n` distinct colours (n <= 256), for datasets without one.
+    """A deterministic palette of `n` distinct colours (n <= 2**24), for datasets without one.
 
     Spreads the bits of the class id over the high bits of R, G and B (the PASCAL VOC scheme), so
-    neighbouring ids get very different colours and id 0 is black.
+    neighbouring ids get very different colours and id 0 is black; the first 256 colours are the
+    same whatever `n` is.
     """
-    if not 0 <= n <= 256:
-        raise ValueError(f"generated_palette supports up to 256 classes, got {n}")
+    if not 0 <= n <= 1 << 24:
+        raise ValueError(f"generated_palette supports up to 2**24 classes, got {n}")
     colours = []
     for i in range(n):
         r = g = b = 0
@@ -125,3 +126,31 @@ COCO_STUFF_CLASSES = [
 # The palette MMSegmentation ships for COCO-Stuff repeats colours (e.g. person = bicycle), which
 # makes visualisations ambiguous; a generated palette keeps all 171 distinct.
 COCO_STUFF_PALETTE: Palette = generated_palette(len(COCO_STUFF_CLASSES))
+
+
+# --- The open-vocabulary and SegViT benchmarks (../shared/spec/datasets.md) ---
+# The long lists are kept as text files in classnames/, one name a line in id order, spelled as the
+# official code registers them (SAN, detectron2, MaskFormer); synonym lists stay one name.
+def _listed(stem: str) -> list[str]:
+    from importlib.resources import files
+
+    text = files(__package__).joinpath("classnames", f"{stem}.txt").read_text(encoding="utf-8")
+    return text.splitlines()
+
+
+VOC_CLASSES = _listed("voc20")  # SAN's VOC-20: no background; 'tv' where VOC says 'tvmonitor'
+VOC21_CLASSES = ["background", *("tvmonitor" if n == "tv" else n for n in VOC_CLASSES)]  # mmseg / VOC
+PCONTEXT59_CLASSES = _listed("pcontext59")  # SAN's; mmseg's PC-59 says 'table' for 'diningtable'
+PCONTEXT60_CLASSES = ["background", *("table" if n == "diningtable" else n for n in PCONTEXT59_CLASSES)]
+PCONTEXT459_CLASSES = _listed("pcontext459")  # alphabetical; label k = LabelMap value k + 1
+ADE20K_FULL_CLASSES = _listed("ade847")  # trainId order of MaskFormer / SAN
+ADE20K_DETECTRON2_CLASSES = _listed("ade150_detectron2")  # what SAN reads for ADE-150 (stripped)
+
+# PASCAL's own colour scheme (the VOC colormap is `generated_palette`): background black, then the
+# classes; the lists without background keep their classes' colours.
+VOC21_PALETTE: Palette = generated_palette(21)
+VOC_PALETTE: Palette = VOC21_PALETTE[1:]
+PCONTEXT60_PALETTE: Palette = generated_palette(60)
+PCONTEXT59_PALETTE: Palette = PCONTEXT60_PALETTE[1:]
+PCONTEXT459_PALETTE: Palette = generated_palette(460)[1:]
+ADE20K_FULL_PALETTE: Palette = generated_palette(848)[1:]

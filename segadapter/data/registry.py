@@ -8,20 +8,32 @@ from typing import Any, Callable
 from ..errors import DataError
 from .base import SegDataset, Transform
 from .datasets.ade20k import ADE20KDataset
+from .datasets.ade20k_full import ADE20KFullDataset
 from .datasets.camvid import CamVidDataset
 from .datasets.cityscapes import CityscapesDataset
-from .datasets.coco_stuff import COCOStuff164kDataset
+from .datasets.coco_stuff import COCOStuff10kDataset, COCOStuff164kDataset
 from .datasets.folder import FolderDataset
+from .datasets.pascal_context import PascalContext59Dataset, PascalContext60Dataset, PascalContext459Dataset
 from .datasets.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SyntheticDataset
-from .metainfo import (ADE20K_CLASSES, ADE20K_PALETTE, CAMVID_CLASSES, CAMVID_PALETTE,
-                       CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, COCO_STUFF_CLASSES,
-                       COCO_STUFF_PALETTE, Palette)
+from .datasets.voc import VOC21Dataset, VOCDataset
+from .metainfo import (ADE20K_CLASSES, ADE20K_FULL_CLASSES, ADE20K_FULL_PALETTE, ADE20K_PALETTE,
+                       CAMVID_CLASSES, CAMVID_PALETTE, CITYSCAPES_CLASSES, CITYSCAPES_PALETTE,
+                       COCO_STUFF_CLASSES, COCO_STUFF_PALETTE, PCONTEXT59_CLASSES, PCONTEXT59_PALETTE,
+                       PCONTEXT60_CLASSES, PCONTEXT60_PALETTE, PCONTEXT459_CLASSES, PCONTEXT459_PALETTE,
+                       VOC21_CLASSES, VOC21_PALETTE, VOC_CLASSES, VOC_PALETTE, Palette)
 
 _DATASETS: dict[str, Callable[..., SegDataset]] = {
     "camvid": CamVidDataset,
     "ade20k": ADE20KDataset,
     "cityscapes": CityscapesDataset,
     "coco-stuff164k": COCOStuff164kDataset,
+    "voc": VOCDataset,
+    "voc21": VOC21Dataset,
+    "pcontext59": PascalContext59Dataset,
+    "pcontext60": PascalContext60Dataset,
+    "pcontext459": PascalContext459Dataset,
+    "ade20k-full": ADE20KFullDataset,
+    "coco-stuff10k": COCOStuff10kDataset,
     "folder": FolderDataset,
     "synthetic": SyntheticDataset,
 }
@@ -33,6 +45,13 @@ _METAINFO: dict[str, tuple[list[str], Palette]] = {
     "ade20k": (ADE20K_CLASSES, ADE20K_PALETTE),
     "cityscapes": (CITYSCAPES_CLASSES, CITYSCAPES_PALETTE),
     "coco-stuff164k": (COCO_STUFF_CLASSES, COCO_STUFF_PALETTE),
+    "voc": (VOC_CLASSES, VOC_PALETTE),
+    "voc21": (VOC21_CLASSES, VOC21_PALETTE),
+    "pcontext59": (PCONTEXT59_CLASSES, PCONTEXT59_PALETTE),
+    "pcontext60": (PCONTEXT60_CLASSES, PCONTEXT60_PALETTE),
+    "pcontext459": (PCONTEXT459_CLASSES, PCONTEXT459_PALETTE),
+    "ade20k-full": (ADE20K_FULL_CLASSES, ADE20K_FULL_PALETTE),
+    "coco-stuff10k": (COCO_STUFF_CLASSES, COCO_STUFF_PALETTE),
     "synthetic": (SYNTHETIC_CLASSES, SYNTHETIC_PALETTE),
 }
 

@@ -1,4 +1,5 @@
-"""MMSegmentation-style augmentation on numpy arrays (image uint8 HWC RGB, label uint8 HW).
+"""MMSegmentation-style augmentation on numpy arrays (image uint8 HWC RGB, label uint8 HW; uint16
+for datasets of more than 255 classes, whose ignore index 65535 the pipeline is then given).
 
 Every random step draws from an explicit `np.random.Generator` passed in by the caller, never from
 global state. The datasets pass a generator derived from (seed, epoch, index) (see `seeding.py`),
@@ -101,7 +102,8 @@ class RandomCrop:
 
     def _balanced(self, crop: np.ndarray) -> bool:
         counts = np.bincount(crop.ravel(), minlength=256)
-        counts[self.ignore_index] = 0
+        if self.ignore_index < len(counts):  # uint16 labels: 65535 is only counted where present
+            counts[self.ignore_index] = 0
         counts = counts[counts > 0]
         return len(counts) > 1 and counts.max() / counts.sum() < self.cat_max_ratio
 

@@ -1,11 +1,15 @@
-"""COCO-Stuff 164k: images/{train2017,val2017}/*.jpg + annotations/{...}/*_labelTrainIds.png."""
+"""COCO-Stuff 164k: images/{train2017,val2017}/*.jpg + annotations/{...}/*_labelTrainIds.png;
+COCO-Stuff-10K: images/{train2014,test2014}/*.jpg + annotations/{...}/*_labelTrainIds.png."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ..base import FilePairDataset, Transform
-from ..layout import check_split, find_files, pair_files, require_dir
+from ..layout import check_split, enter, find_files, pair_files, require_dir
 from ..metainfo import COCO_STUFF_CLASSES, COCO_STUFF_PALETTE
+from .ade20k import reduce_zero_label
 
 _SPLIT_DIRS = {"train": "train2017", "val": "val2017", "test": "test2017"}
 LABEL_SUFFIX = "_labelTrainIds.png"
@@ -26,3 +30,29 @@ class COCOStuff164kDataset(FilePairDataset):
                            lambda p: p.name[: -len(LABEL_SUFFIX)],
                            lambda p: ann_dir / (p.stem + LABEL_SUFFIX))
         super().__init__(pairs, COCO_STUFF_CLASSES, COCO_STUFF_PALETTE, transform, seed)
+
+
+_SPLIT_DIRS_10K = {"train": "train2014", "val": "test2014", "test": "test2014"}
+
+
+class COCOStuff10kDataset(FilePairDataset):
+    """COCO-Stuff-10K as mmseg's converter writes it (`segadapter prepare coco-stuff10k`):
+    images/{train2014,test2014}/*.jpg + annotations/{...}/*_labelTrainIds.png holding 0 = unlabeled,
+    1-171; read with reduce_zero_label (0-170, 255), the ids and names of COCO-Stuff-171. The
+    evaluation split is test2014 (1,000 images): `val` and `test` both name it."""
+
+    def __init__(self, root: str | Path, split: str = "val", transform: Transform | None = None,
+                 seed: int = 0) -> None:
+        root = enter(require_dir(Path(root), "COCO-Stuff-10K root folder"), "coco_stuff10k")
+        sub = _SPLIT_DIRS_10K[check_split(split)]
+        img_dir = require_dir(root / "images" / sub, f"COCO-Stuff-10K {split} image folder")
+        ann_dir = require_dir(root / "annotations" / sub, f"COCO-Stuff-10K {split} annotation folder")
+        images = find_files(img_dir, (".jpg",), "images")
+        labels = find_files(ann_dir, (LABEL_SUFFIX,), "label PNGs")
+        pairs = pair_files(images, labels, lambda p: p.stem,
+                           lambda p: p.name[: -len(LABEL_SUFFIX)],
+                           lambda p: ann_dir / (p.stem + LABEL_SUFFIX))
+        super().__init__(pairs, COCO_STUFF_CLASSES, COCO_STUFF_PALETTE, transform, seed)
+
+    def map_label(self, label: np.ndarray, label_path: Path) -> np.ndarray:
+        return reduce_zero_label(label)
