@@ -112,7 +112,7 @@ def test_head_capabilities_are_read_not_probed():
     is read. (num_classes, output_stride, no_weight_decay are also model-level names, checked by
     the Segmentor's own properties.)"""
     names = _head_capabilities()
-    assert {"at_input_size", "output_space", "loads_published_heads", "fused_inference",
+    assert {"at_input_size", "output_space", "fused_inference",
             "count_predict_flops", "takes_output_size", "query_grid", "on_weights_loaded"} <= names
     base = ROOT / "modeling" / "heads" / "base.py"
     probes = [f"{p.relative_to(ROOT.parent)}:{line} {node.args[1].value}"
@@ -156,3 +156,40 @@ def test_inference_sits_below_evaluation():
     up = sorted(f"{n} -> {m}" for n, deps in graph.items() if n.startswith("segadapter.inference") for m in deps
                 if m.startswith("segadapter.evaluation"))
     assert not up, up
+
+
+def _string_constants(path: Path) -> list[tuple[int, str]]:
+    return [(n.lineno, n.value) for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+
+
+def test_converters_are_keyed_by_their_module_class():
+    """Backbone converters are keyed by backbone classes, head converters by head classes; every
+    head whose published releases the toolkit reads has its converter."""
+    from segadapter.modeling.heads.base import DecodeHead
+    from segadapter.modeling.weights.converters import CONVERTERS, HEAD_CONVERTERS
+
+    assert all(not issubclass(c.backbone_type, DecodeHead) for c in CONVERTERS)
+    assert all(issubclass(c.head_type, DecodeHead) for c in HEAD_CONVERTERS)
+    heads = {c.head_type.__name__ for c in HEAD_CONVERTERS}
+    assert {"AllMLPHead", "FixedAssignmentHead", "SegDeformerHead", "SANHead"} <= heads
+    assert {c.backbone_type.__name__ for c in CONVERTERS} >= {"MixVisionTransformer", "ConvNeXt", "ViT", "ClipBackbone"}
+
+
+def test_no_head_key_outside_head_converters():
+    """A published head's key names live in its head converter: no backbone converter file and not
+    the loader names a decode-head key (the bare prefix, to set heads aside, is fine)."""
+    from segadapter.modeling.weights.converters import CONVERTERS
+
+    files = {Path(__import__(c.convert.__module__, fromlist=["_"]).__file__) for c in CONVERTERS}
+    files.add(ROOT / "modeling" / "weights" / "load.py")
+    offenders = [f"{p.name}:{line} {value!r}" for p in sorted(files) for line, value in _string_constants(p)
+                 if value.startswith("decode_head.") and value != "decode_head."]
+    assert not offenders, offenders
+
+
+def test_clip_loads_through_the_common_loader():
+    """SAN's `clip=` weights go through `load_pretrained`, as every backbone's (no loader of its own)."""
+    graph = _graph()
+    assert "segadapter.modeling.weights.load" in graph["segadapter.modeling.models.san"]
+    assert "load_clip" not in (ROOT / "modeling" / "models" / "san.py").read_text()

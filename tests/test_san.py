@@ -341,21 +341,24 @@ def _official_names(ours: dict) -> dict:
 
 
 def test_official_release_keys_convert():
-    from segadapter.modeling.weights import san as weights_san
+    """The release's keys through the composed converters (SAN head + CLIP backbone), as
+    `load_pretrained` uses them: every tensor ours again, criterion and preprocessing buffers
+    listed as not used, the class-name rows left to the vocabulary."""
+    from segadapter.modeling.weights.load import convert_checkpoint
 
     bb, head = _tiny()
-    model = torch.nn.ModuleDict({"backbone": bb, "decode_head": head})
+    model = _model(bb, head)
     ours = {k: v for k, v in model.state_dict().items()
             if k not in ("backbone.clip_pretrained", "decode_head.class_embeddings", "decode_head.text_embedded")}
     official = _official_names(ours)
     official.update({"criterion.empty_weight": torch.ones(4), "pixel_mean": torch.zeros(3, 1, 1)})
-    assert weights_san.CONVERTER.detect_layout(official) == "san"
-    converted, ignored = weights_san.CONVERTER.convert(official, "san")
+    converted, ignored, _, layout, _, fresh = convert_checkpoint(model, official)
+    assert layout == "san"
     assert sorted(ignored) == ["criterion.empty_weight", "pixel_mean"]
     assert set(converted) == set(ours) | {"backbone.clip_pretrained"}
     for k, v in ours.items():
         assert torch.equal(converted[k], v), k
-    assert weights_san.CONVERTER.optional_prefixes("san") == ("decode_head.class_embeddings", "decode_head.text_embedded")
+    assert fresh == ("decode_head.class_embeddings", "decode_head.text_embedded")
 
 
 @pytest.mark.filterwarnings("ignore")

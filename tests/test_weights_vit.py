@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from segadapter.errors import CheckpointError
+from segadapter.modeling.weights import segvit as weights_segvit
 from segadapter.modeling.weights import vit as weights_vit
+from segadapter.modeling.weights.load import convert_checkpoint
 from segadapter.modeling.backbones.vit import ViT, ViTSpec
 from segadapter.modeling.heads.atm import ATMHead
 from segadapter.modeling.heads.atm_shrunk import ShrunkATMHead
@@ -29,9 +31,12 @@ class Holder(nn.Module):
 
 
 def load(model, state):
-    layout = weights_vit.detect_layout(state)
-    converted, ignored = weights_vit.convert(state, layout)
-    _, notes = weights_vit.fit(converted, model)
+    if not hasattr(model, "decode_head"):  # a bare backbone: the ViT converter alone
+        layout = weights_vit.detect_layout(state)
+        converted, ignored = weights_vit.convert(state, layout)
+        _, notes = weights_vit.fit(converted, model)
+    else:  # head and backbone converters, composed as load_pretrained does
+        converted, ignored, notes, layout, _, _ = convert_checkpoint(model, state)
     model.load_state_dict(converted, strict=True)
     return layout, ignored, notes
 
@@ -267,7 +272,9 @@ def test_official_segvit_release(tmp_path):
     model = Holder(ViT(ViTSpec(C, 2, HEADS), img_size=32, out_indices=(0, 1)),
                    ATMHead((C, C), K, embed_dim=D, num_heads=NH), K).eval()
     layout, ignored, notes = load(model, read_checkpoint(path))
-    assert layout == "segvit" and ignored == ["decode_head.loss_decode.criterion.empty_weight"]
+    assert layout == "segvit" and ignored == {
+        "backbone.cls_token": "not used after fitting the model (see the notes)",
+        "decode_head.loss_decode.criterion.empty_weight": "a training criterion's buffer"}
     assert notes == ["class token and its position embedding not used (dropped after the position embedding)"]
     torch.testing.assert_close(model.backbone.blocks[1].attn.qkv.weight, backbone.blocks[1].attn.qkv.weight)
 
@@ -325,15 +332,15 @@ def test_wrong_class_count_is_explained():
                    ATMHead((C, C), K, embed_dim=D, num_heads=NH), K)
     state = {k: v for k, v in model.state_dict().items()}
     state["decode_head.class_embed.weight"] = torch.zeros(11, D)
-    with pytest.raises(CheckpointError, match="10 classes"):
-        weights_vit.fit(dict(state), model)
+    with pytest.raises(CheckpointError, match="predicts 10 classes"):
+        convert_checkpoint(model, state)
 
 
 def test_shrunk_query_grid_resampled_with_note():
     head = ShrunkATMHead((C, C), K, embed_dim=D, num_heads=NH, query_grid=3)
     model = Holder(ViT(ViTSpec(C, 2, HEADS), img_size=48, out_indices=(0, 1), shrink_index=1), head, K)
-    state = dict(model.state_dict())
+    state = {k: v for k, v in model.state_dict().items() if k.startswith("decode_head.")}
     state["decode_head.grid_queries.weight"] = torch.randn(4, D)  # a 2 x 2 grid from another crop
-    _, notes = weights_vit.fit(state, model)
+    notes = weights_segvit.fit(state, head)
     assert notes == ["QU query grid resampled (bicubic) from 2x2 to 3x3"]
     assert state["decode_head.grid_queries.weight"].shape == (9, D)

@@ -26,7 +26,6 @@ class AllMLPHead(PixelHead):
     """
 
     fused_inference: bool = True
-    loads_published_heads = True  # the NVlabs / HF Segformer heads map onto this one
 
     def __init__(self, in_channels: Sequence[int], num_classes: int, channels: int = 256,
                  act: str = "relu", dropout: float = 0.1, ignore_index: int = IGNORE_INDEX):
@@ -48,6 +47,10 @@ class AllMLPHead(PixelHead):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+
+    def classes_in(self, state):
+        w = state.get("classifier.weight")
+        return None if w is None else int(w.shape[0])
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         if not self.fused_inference:

@@ -137,7 +137,6 @@ class FixedAssignmentHead(MaskClassificationHead):
 
     num_classes: int
     output_space = MMSEG_MASK_SCORES
-    loads_published_heads = True  # the official SegViT release's head maps onto ours (weights/vit.py)
     image_size: tuple[int, int] | None = None  # masks are resized here before the combination
 
     def _loss_options(self, ce_weight, focal_weight, dice_weight, no_object_weight, focal_alpha,
@@ -157,6 +156,10 @@ class FixedAssignmentHead(MaskClassificationHead):
         if target is not None and tuple(masks.shape[-2:]) != tuple(target):
             masks = F.interpolate(masks, size=tuple(target), mode="bilinear", align_corners=False)
         return masks, size
+
+    def classes_in(self, state):
+        w = state.get("class_embed.weight")  # K classes + no-object
+        return None if w is None else int(w.shape[0]) - 1
 
     def loss(self, raw: MaskClassOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return fixed_assignment_loss(raw.class_logits, raw.mask_logits, labels, self.num_classes,

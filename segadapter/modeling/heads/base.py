@@ -82,7 +82,6 @@ class DecodeHead(nn.Module):
     at_input_size          `predict` needs the input's size and returns scores there (mask heads)
     takes_output_size      `predict(raw, size)` resizes its masks to the output size itself (SAN)
     output_space           what `predict` returns and how TTA averages it (`OutputSpace`)
-    loads_published_heads  published heads of its kind map onto it (weights/ converters)
     fused_inference        runs an algebraically folded forward; the FLOPs counter sets it False
                            to count the published order (None: the head has no such shortcut)
     count_predict_flops    the published FLOPs include `predict` (the class-mask combination)
@@ -94,7 +93,6 @@ class DecodeHead(nn.Module):
     at_input_size: bool = False
     takes_output_size: bool = False
     output_space: OutputSpace = LOGITS
-    loads_published_heads: bool = False
     fused_inference: bool | None = None
     count_predict_flops: bool = True
     query_grid: int | None = None
@@ -104,6 +102,11 @@ class DecodeHead(nn.Module):
 
     def loss(self, raw, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def classes_in(self, state: dict[str, torch.Tensor]) -> int | None:
+        """How many classes a state dict of this head's own keys (no `decode_head.` prefix) was
+        trained for, if its tensors say (the loader's check before a shape mismatch)."""
+        return None
 
     def on_weights_loaded(self) -> None:
         """Called after published weights were loaded into the model (e.g. SAN embeds its class

@@ -71,7 +71,6 @@ class SANHead(MaskClassificationHead):
     takes_output_size = True  # predict(raw, size) resizes the mask logits to the output size itself
     # the published GFLOPs leave out the final class-mask combination (predict): count forward only
     count_predict_flops = False
-    loads_published_heads = True  # the official SAN release's side network and decoder (weights/san.py)
 
     def __init__(self, backbone: ClipBackbone, num_classes: int, side: SideConfig = SideConfig(),
                  ignore_index: int = 255, criterion: MaskClassificationCriterion | None = None):

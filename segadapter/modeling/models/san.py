@@ -64,23 +64,21 @@ def build_san(variant: str = "san-vit-b16", classes: Sequence[str] | None = None
     cfg = clip_config(clip_config_override or spec["clip"])
     if clip_act is not None:
         cfg = replace(cfg, act=clip_act)
-    pretrained = clip is not None
-    report = None
-    if isinstance(clip, CLIP):
-        model = clip
-    elif clip is not None:
-        from ..weights.clip import load_clip
+    clip_path = None if clip is None or isinstance(clip, CLIP) else clip
+    if clip_path is not None and clip_act is None:
+        from ..weights.clip import clip_act_of
 
-        model, report = load_clip(clip, cfg, act=clip_act)
+        cfg = replace(cfg, act=clip_act_of(clip_path) or cfg.act)  # as a Hugging Face folder declares
+    if isinstance(clip, CLIP):
+        clip_model = clip
     else:
-        model = CLIP(cfg)
-        if not model.logit_scale.is_meta:
+        clip_model = CLIP(cfg)
+        if not clip_model.logit_scale.is_meta:
             with torch.no_grad():  # a trained CLIP's scale (100), which SAN's recipe relies on
-                model.logit_scale.fill_(math.log(100.0))
-    backbone = ClipBackbone(model, taps=spec["taps"], clip_scale=spec["clip_scale"])
-    if pretrained and not backbone.clip_pretrained.is_meta:
+                clip_model.logit_scale.fill_(math.log(100.0))
+    backbone = ClipBackbone(clip_model, taps=spec["taps"], clip_scale=spec["clip_scale"])
+    if isinstance(clip, CLIP) and not backbone.clip_pretrained.is_meta:
         backbone.clip_pretrained.fill_(True)
-    backbone.clip_report = report
 
     if classes is None:
         names = placeholder_names(num_classes if num_classes is not None else 171)
@@ -90,9 +88,13 @@ def build_san(variant: str = "san-vit-b16", classes: Sequence[str] | None = None
             raise ConfigError(f"num_classes={num_classes} but {len(names)} class names were given")
     side = SideConfig(width=side_width, heads=side_heads, depth=side_depth, num_queries=num_queries,
                       deep_supervision=(side_depth - 1, side_depth))
-    tokenizer = _tokenizer(vocab, clip if not isinstance(clip, CLIP) else None)
+    tokenizer = _tokenizer(vocab, clip_path)
     head = SANHead(backbone, len(names), side, ignore_index=ignore_index)
     model = SideAdapterSegmentor(backbone, head, class_names=names, tokenizer=tokenizer)
+    if clip_path is not None:  # CLIP's weights through the loader every backbone uses; CLIP only
+        from ..weights.load import load_pretrained
+
+        model.load_report = load_pretrained(model, clip_path, parts=("backbone.",))
     if classes is not None:
         model.vocabulary.refresh()  # embedded by text when CLIP weights and a vocabulary came
     return model

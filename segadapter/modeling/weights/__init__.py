@@ -1,6 +1,8 @@
-"""Weights from local files: reading (`io`), one converter per backbone family (`converters`,
-`mit`, `convnext`), strict application with a report (`report`), and the loading policy (`load`)."""
-from . import convnext, mit, san, segdeformer, vit  # noqa: F401  (registers the converters)
+"""Weights from local files: reading (`io`), converters keyed by backbone class (`mit`, `convnext`,
+`vit`, `clip`) and by head class (`all_mlp`, `segvit`, `segdeformer`, `san`) behind the interfaces
+in `converters`, strict application with a report (`report`), and the loading policy that
+composes them (`load`)."""
+from . import all_mlp, clip, convnext, mit, san, segdeformer, segvit, vit  # noqa: F401  (registers the converters)
 from .converters import CONVERTERS, DROP, WeightConverter, register_converter
 from .io import read_checkpoint
 from .load import load_pretrained

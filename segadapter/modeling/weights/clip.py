@@ -8,24 +8,27 @@ Layouts, told apart by a tell-tale key:
                projections stored transposed), a folder or a weights file
   san          the official SAN release (detectron2 `{'model': ...}`): CLIP split into
                `clip_visual_extractor.*` (blocks 1-9), `clip_rec_head.*` (blocks 10-12, ln_post,
-               proj) and `ov_classifier.*` (the text tower); the SAN parts are left to SAN's loader
-Nothing is downloaded; the config can be inferred from the tensor shapes.
+               proj) and `ov_classifier.*` (the text tower); the SAN head is read by
+               weights/san.py
+The CLIP backbone converter (`CONVERTER`, keyed by `ClipBackbone`) gives `backbone.clip.*` and
+sets `backbone.clip_pretrained` (the text tower is now trained): SAN models load CLIP through
+`load_pretrained` like every other backbone. `load_clip` builds a bare CLIP from a file (config
+read off the shapes) for parity checks. Nothing is downloaded.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
-import warnings
-import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from ...errors import CheckpointError
-from ..backbones.clip import CLIP, ClipConfig, ClipTextConfig, ClipVisionConfig, clip_config
-from .converters import with_reasons
+from ..backbones.clip import CLIP, CLIP_CONFIGS, ClipConfig, ClipTextConfig, ClipVisionConfig, clip_config
+from ..backbones.clip_backbone import ClipBackbone
+from .converters import WeightConverter, register_converter, with_reasons
 from .io import read_checkpoint
 
 # tensors that are not weights: TorchScript attributes, cached masks and position ids
@@ -36,6 +39,9 @@ LAYOUTS = {  # layout -> tell-tale key
     "huggingface": "vision_model.embeddings.patch_embedding.weight",
     "san": "clip_visual_extractor.conv1.weight",
 }
+# the SAN release's training criterion buffer, preprocessing constants, and its head (read by
+# weights/san.py before this converter; a bare CLIP, `load_clip`, does not use it)
+_SAN_NOT_CLIP = re.compile(r"^(criterion\.|pixel_mean$|pixel_std$|side_adapter_network\.|ov_classifier\.bg_embed$)")
 _HF_BLOCK = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
              "self_attn.out_proj": "attn.out_proj"}
 
@@ -117,7 +123,7 @@ def _from_hf(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], l
 
 
 def _from_san(state: dict[str, torch.Tensor], split: int | None = None) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """CLIP tensors of an official SAN checkpoint; everything else is reported as not used."""
+    """CLIP tensors of an official SAN checkpoint (its head read elsewhere: weights/san.py)."""
     if split is None:  # blocks in the feature extractor = index of the first recognition block
         split = 1 + max((int(m[1]) for k in state
                          if (m := re.match(r"clip_visual_extractor\.resblocks\.(\d+)\.", k))), default=-1)
@@ -135,8 +141,10 @@ def _from_san(state: dict[str, torch.Tensor], split: int | None = None) -> tuple
             out[f"visual.{m[1]}"] = v
         elif (m := re.fullmatch(r"ov_classifier\.(.+)", k)) and m[1] != "bg_embed":
             out[m[1]] = v
-        else:
+        elif _SAN_NOT_CLIP.match(k):
             ignored.append(k)
+        else:
+            out[k] = v  # unknown: kept under its own name so the strict check names it
     return out, ignored
 
 
@@ -260,3 +268,46 @@ def _describe(cfg: ClipConfig) -> str:
     v, t = cfg.vision, cfg.text
     return (f"ViT width {v.width} x {v.layers} layers, patch {v.patch_size} at {v.image_size}px, "
             f"text width {t.width} x {t.layers} layers, embed {cfg.embed_dim}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The backbone converter: CLIP inside a SAN model
+
+
+def clip_act_of(path: str | os.PathLike) -> str | None:
+    """The activation a Hugging Face CLIP folder declares (None elsewhere)."""
+    return _hf_config(Path(path)).get("act")
+
+
+def _convert_backbone(state: dict[str, torch.Tensor], layout: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    clip_state, ignored = convert(state, layout)
+    out = {"backbone.clip." + k: v for k, v in clip_state.items()}
+    out["backbone.clip_pretrained"] = torch.tensor(True)
+    return out, ignored
+
+
+def _describe_state(state: dict) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """((vision width, text width, embedding), (vision layers, text layers)) of a converted state."""
+    clip = {k[len("backbone.clip."):]: v for k, v in state.items() if k.startswith("backbone.clip.")}
+    try:
+        cfg = infer_config(clip)
+    except CheckpointError:
+        return None
+    return (cfg.vision.width, cfg.text.width, cfg.embed_dim), (cfg.vision.layers, cfg.text.layers)
+
+
+def _variant_name(widths, depths) -> str | None:
+    return next((f"CLIP {name}" for name, c in CLIP_CONFIGS.items()
+                 if (c.vision.width, c.text.width, c.embed_dim) == tuple(widths)
+                 and (c.vision.layers, c.text.layers) == tuple(depths)), None)
+
+
+CONVERTER = register_converter(WeightConverter(
+    "CLIP",
+    {k: (v, ("",)) for k, v in LAYOUTS.items()},
+    ClipBackbone,
+    convert=_convert_backbone,
+    detect=detect_layout,
+    describe=_describe_state,
+    variant_name=_variant_name,
+))

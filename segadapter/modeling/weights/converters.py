@@ -1,5 +1,7 @@
-"""The interface every backbone family's weight converter implements, their registry, and the
-helpers converters share (layout detection by tell-tale keys, key renaming)."""
+"""The interfaces weight converters implement - one per backbone family (`WeightConverter`, keyed
+by the backbone class) and one per published decode head (`HeadConverter`, keyed by the head
+class) - their registries, and the helpers they share (layout detection by tell-tale keys, key
+renaming). `load.load_pretrained` composes the two."""
 from __future__ import annotations
 
 import re
@@ -46,7 +48,8 @@ def with_reasons(dropped) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class WeightConverter:
-    """Published layouts of one backbone family -> our key names.
+    """Published layouts of one backbone family -> our `backbone.*` key names (a loose file in our
+    own names, the `segadapter` layout, may hold the whole model).
 
     `layouts` maps a layout name to its tell-tale (anchor key, possible prefixes); the first layout
     whose anchor is present wins, unless the family gives its own `detect_layout(state)`.
@@ -90,12 +93,21 @@ def register_converter(converter: WeightConverter) -> WeightConverter:
 
 @dataclass(frozen=True)
 class HeadConverter:
-    """A published decode head of one head class -> our head's keys, applied before the backbone
-    converter sees the file. `convert(state) -> (our `decode_head.*` tensors, file keys used)`
-    returns ({}, []) when the file holds no such head."""
+    """A published decode head of one head class -> our head's keys, read before the backbone
+    converter sees the file.
+
+    `convert(state) -> (our `decode_head.*` tensors, file keys used, file keys deliberately not
+    used)`: all empty when the file holds no such head. `layout`: the name of the file's layout
+    when this head identifies it (the official SegViT release), else None (the backbone's layout
+    names it). `fit(state, head) -> notes` adapts the converted tensors to the head in place
+    (e.g. a query grid of another crop size); `fresh`: head keys no file provides (filled by the
+    model itself, e.g. class-name embeddings)."""
 
     head_type: type
-    convert: Callable[[dict], tuple[dict, list[str]]]
+    convert: Callable[[dict], tuple[dict, list[str], list[str]]]
+    layout: str | None = None
+    fit: Callable[[dict, Any], list[str]] = lambda state, head: []
+    fresh: tuple[str, ...] = ()
 
     def handles(self, head) -> bool:
         return isinstance(head, self.head_type)

@@ -1,5 +1,6 @@
-"""Loading published weights or a segadapter folder into a model: reads the file (`io`), picks the
-backbone family's converter, decides which of our modules may stay freshly initialised, and
+"""Loading published weights or a segadapter folder into a model: reads the file (`io`), converts
+it with the head converter of the model's head class and the backbone converter of its backbone
+class (`convert_checkpoint`), decides which of our modules may stay freshly initialised, and
 applies the weights strictly (`report`)."""
 from __future__ import annotations
 
@@ -16,47 +17,29 @@ from .report import LoadReport, apply_state_dict, shorten
 
 # Groups of our model that stay fresh when a checkpoint has none of their keys.
 HEAD_GROUPS = ("decode_head.", "adapters.")
+# Keys of published decode heads: read by the model's head converter, or listed as not used.
+FOREIGN_HEADS = ("decode_head.", "auxiliary_head.")
 
 
-def load_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> LoadReport:
+def load_pretrained(model: torch.nn.Module, path: str | os.PathLike,
+                    parts: tuple[str, ...] | None = None) -> LoadReport:
     """Load a local file/folder into `model`: our own folder, or a published layout. Every tensor
     of the file is loaded or listed in `report.ignored` with its reason; every model tensor not
-    loaded is listed in `report.fresh`."""
+    loaded is listed in `report.fresh`. `parts`: load only model keys under these prefixes (e.g.
+    `("backbone.",)`: a SAN model's CLIP from a SAN release, its head left as it is)."""
     path = Path(path)
     if (path / "checkpoints" / "latest").is_file():  # a training run: its latest checkpoint
         path = hub.resolve_model_dir(path)
     if path.is_dir() and hub.is_model_dir(path):
         return apply_state_dict(model, hub.read_weights(path / hub.WEIGHTS_NAME), source=str(path))
     state = read_checkpoint(path)
-    head_state, rest = _convert_published_head(model, state)
-    family = _converter_for(model)
-    layout = family.detect_layout(rest)
-    if layout is None:
-        raise _no_layout_error(path, rest, family, model)
-    converted, dropped = family.convert(rest, layout)
-    ignored = with_reasons(dropped)
-    converted.update(head_state)
-    before = dict(converted)
-    removed, notes = family.fit(converted, model)
-    ignored.update(_sources({k: before[k] for k in removed}, state, "not used after fitting the model "
-                            "(see the notes)", family, layout))
-    head_type = type(model.decode_head).__name__
-    if not _head_fits(model, converted):
-        skip = {k: v for k, v in converted.items() if k.startswith("decode_head.")}
-        ignored.update(_sources(skip, state, f"a decode head of another kind than this model's {head_type}",
+    converted, ignored, notes, layout, family, fresh = convert_checkpoint(model, state, path)
+    if parts is not None:
+        outside = {k: v for k, v in converted.items() if not k.startswith(parts)}
+        ignored.update(_sources(outside, state, f"not asked for (only {', '.join(parts)} was loaded)",
                                 family, layout))
-    elif layout != "segadapter" and not head_state and not _keeps_published_head(model):
-        # Published All-MLP heads were trained without adapters (and with ReLU, where ours use
-        # GELU): such a model keeps only the encoder.
-        skip = {k: v for k, v in converted.items() if k.startswith("decode_head.")}
-        ignored.update(_sources(skip, state, f"a published head, which this model's {head_type} "
-                                             "(trained with adapters) does not take", family, layout))
-    else:
-        skip = {}
-    converted = {k: v for k, v in converted.items() if k not in skip}
-    _check_num_classes(model, converted, path)
-    optional = tuple(g for g in HEAD_GROUPS if not any(k.startswith(g) for k in converted))
-    optional += family.optional_prefixes(layout)
+        converted = {k: v for k, v in converted.items() if k not in outside}
+    optional = tuple(g for g in HEAD_GROUPS if not any(k.startswith(g) for k in converted)) + fresh
     try:
         report = apply_state_dict(model, converted, str(path), layout, optional)
     except CheckpointError as e:
@@ -67,15 +50,59 @@ def load_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> LoadRepo
     return report
 
 
-def _convert_published_head(model, state: dict) -> tuple[dict, dict]:
-    """(our head tensors from a published head that a head converter reads, the rest of the file)."""
+def convert_checkpoint(model, state: dict[str, torch.Tensor], path: str | os.PathLike = "checkpoint"):
+    """A published state dict in `model`'s key names, composed of the head converter of the
+    model's head class (weights/all_mlp.py, segvit.py, segdeformer.py, san.py) and the backbone
+    converter of its backbone class (mit.py, convnext.py, vit.py, clip.py).
+
+    Returns (converted state, {file key: why not used}, notes, layout, backbone converter, model
+    keys that may stay fresh)."""
+    path = Path(path)
     head = model.decode_head
-    for converter in HEAD_CONVERTERS:
-        if converter.handles(head):
-            converted, used = converter.convert(state)
-            used = set(used)
-            return converted, {k: v for k, v in state.items() if k not in used}
-    return {}, state
+    head_converter = next((c for c in HEAD_CONVERTERS if c.handles(head)), None)
+    head_state, used, head_dropped = head_converter.convert(state) if head_converter else ({}, [], [])
+    taken = set(used) | set(head_dropped)
+    rest = {k: v for k, v in state.items() if k not in taken}
+    family = _converter_for(model)
+    layout = family.detect_layout(rest)
+    if layout is None:
+        raise _no_layout_error(path, rest, family, model)
+    ignored = with_reasons(head_dropped)
+    # decode heads no head converter of this model reads (in our own layout: only auxiliary heads,
+    # which no model here has)
+    heads = FOREIGN_HEADS if layout != "segadapter" else ("auxiliary_head.",)
+    if heads:
+        foreign = [k for k in rest if k.startswith(heads)]
+        ignored.update(with_reasons(foreign))
+        rest = {k: v for k, v in rest.items() if k not in foreign}
+    converted, dropped = family.convert(rest, layout)
+    ignored.update(with_reasons(dropped))
+    head_type = type(head).__name__
+    notes: list[str] = []
+    if head_state and getattr(model, "adapters", None) is not None:
+        # published heads were trained without adapters (and with ReLU where ours use GELU): such a
+        # model keeps only the encoder
+        ignored.update(dict.fromkeys(used, f"a published head, which this model's {head_type} "
+                                           "(trained with adapters) does not take"))
+        head_state = {}
+    elif head_state:
+        notes += head_converter.fit(head_state, head)
+        converted.update(head_state)
+    before = dict(converted)
+    removed, fit_notes = family.fit(converted, model)
+    notes += fit_notes
+    ignored.update(_sources({k: before[k] for k in removed}, state, "not used after fitting the model "
+                            "(see the notes)", family, layout))
+    if not _head_fits(model, converted):
+        skip = {k: v for k, v in converted.items() if k.startswith("decode_head.")}
+        ignored.update(_sources(skip, state, f"a decode head of another kind than this model's {head_type}",
+                                family, layout))
+        converted = {k: v for k, v in converted.items() if k not in skip}
+    _check_num_classes(model, converted, path)
+    fresh = family.optional_prefixes(layout) + (head_converter.fresh if head_converter else ())
+    if head_state and head_converter.layout:
+        layout = head_converter.layout  # the file is that head's release (e.g. "segvit")
+    return converted, ignored, notes, layout, family, fresh
 
 
 def _sources(removed: dict, state: dict, reason: str, family, layout: str) -> dict[str, str]:
@@ -114,10 +141,6 @@ def _head_fits(model, state: dict) -> bool:
     return all(k in own for k in state if k.startswith("decode_head."))
 
 
-def _keeps_published_head(model) -> bool:
-    return model.decode_head.loads_published_heads and model.adapters is None
-
-
 def _converter_for(model):
     backbone = getattr(model, "backbone", None)
     for family in CONVERTERS:
@@ -128,25 +151,26 @@ def _converter_for(model):
 
 
 def _check_num_classes(model, state: dict, path: Path) -> None:
-    w = state.get("decode_head.classifier.weight")
-    k = getattr(model, "num_classes", None)
-    if w is not None and k is not None and w.shape[0] != k:
+    """One clear error when the file's head predicts another number of classes (the head says
+    which of its tensors tell)."""
+    own = {k[len("decode_head."):]: v for k, v in state.items() if k.startswith("decode_head.")}
+    got, k = model.decode_head.classes_in(own), getattr(model, "num_classes", None)
+    if got is not None and k is not None and got != k:
         raise CheckpointError(
-            f"{path}: the checkpoint's decode head predicts {w.shape[0]} classes but the model was "
-            f"built with num_classes={k}; build it with num_classes={w.shape[0]}, or start from "
+            f"{path}: the checkpoint's decode head predicts {got} classes but the model was "
+            f"built with num_classes={k}; build it with num_classes={got}, or start from "
             "encoder-only weights to train a new head"
         )
 
 
 def _architecture_hint(path: Path, family, state: dict, model) -> str:
+    """"holds a <family> encoder with widths ..., but <model> has ...": the file's backbone and the
+    model's, each described by the backbone converter from tensor shapes."""
     got = family.describe(state)
-    spec = getattr(model.backbone, "spec", None)
-    if got is None or spec is None:
+    want = family.describe({f"backbone.{k}": v for k, v in model.backbone.state_dict().items()})
+    if got is None or want is None or got == want:
         return ""
-    want = (tuple(spec.widths), tuple(spec.depths))
-    if got == want:
-        return ""
-    name = model.config.get("name", type(model).__name__)
+    name = getattr(model, "config", {}).get("name", type(model).__name__)
 
     def words(widths, depths):
         variant = family.variant_name(widths, depths)
@@ -157,7 +181,7 @@ def _architecture_hint(path: Path, family, state: dict, model) -> str:
 
 
 def _no_layout_error(path: Path, state: dict, family, model) -> CheckpointError:
-    name = model.config.get("name", type(model).__name__)
+    name = getattr(model, "config", {}).get("name", type(model).__name__)
     for other in CONVERTERS:
         layout = other.detect_layout(state) if other is not family else None
         if layout is not None:

@@ -1,7 +1,8 @@
 """MiT / Segformer weights in published layouts -> segadapter key names.
 
 Layouts, told apart by the name of the first patch-embedding conv:
-  nvlabs          NVlabs original: encoder (`mit_b0.pth`) or full (`backbone.` + `decode_head.`)
+  nvlabs          NVlabs original: encoder (`mit_b0.pth`) or full (`backbone.` + `decode_head.`,
+                  whose head weights/all_mlp.py reads)
   huggingface     transformers v4 names; transformers v5 `save_pretrained` still writes these
   huggingface-v5  transformers v5 module names (a plain `torch.save(model.state_dict())`)
   openmmlab       mmseg / mmpretrain MiT (`layers.{i}.{0,1,2}`), encoder only
@@ -60,16 +61,6 @@ def _nvlabs_encoder(k: str) -> str | None:
     return DROP if k.startswith("head.") else None  # head.*: the ImageNet classifier
 
 
-def _nvlabs_head(k: str) -> str | None:
-    if m := re.fullmatch(r"decode_head\.linear_c(\d)\.proj\.(\w+)", k):
-        return f"decode_head.proj.{int(m[1]) - 1}.{m[2]}"
-    if k.startswith(("decode_head.conv_seg.", "auxiliary_head.")):
-        return DROP  # mmseg's BaseDecodeHead creates conv_seg; the Segformer head never uses it
-    return rename_module(k, {"decode_head.linear_fuse.conv": "decode_head.fuse",
-                             "decode_head.linear_fuse.bn": "decode_head.fuse_norm",
-                             "decode_head.linear_pred": "decode_head.classifier"})
-
-
 def _hf_encoder(k: str) -> str | None:
     if m := re.fullmatch(r"encoder\.patch_embeddings\.(\d)\.(.+)", k):
         return join_key(f"stages.{m[1]}.patch_embed.", rename_module(m[2], _EMBED))
@@ -90,16 +81,6 @@ def _hf5_encoder(k: str) -> str | None:
     return None
 
 
-def _hf_head(k: str) -> str | None:
-    if m := re.fullmatch(r"decode_head\.(?:linear_c|linear_projections)\.(\d)\.proj\.(\w+)", k):
-        return f"decode_head.proj.{m[1]}.{m[2]}"
-    if k.startswith(("classifier.", "auxiliary_head.")):
-        return DROP  # SegformerForImageClassification's ImageNet classifier
-    return rename_module(k, {"decode_head.linear_fuse": "decode_head.fuse",
-                             "decode_head.batch_norm": "decode_head.fuse_norm",
-                             "decode_head.classifier": "decode_head.classifier"})
-
-
 def _mm_encoder(k: str) -> str | None:
     if m := re.fullmatch(r"layers\.(\d)\.0\.(.+)", k):
         return join_key(f"stages.{m[1]}.patch_embed.", rename_module(m[2], {"projection": "proj", "norm": "norm"}))
@@ -112,29 +93,28 @@ def _mm_encoder(k: str) -> str | None:
     return None
 
 
-def _mm_head(k: str) -> str | None:
-    # mmseg's SegformerHead puts BN + ReLU after every per-stage projection: not our head.
-    return DROP if k.startswith(_HEADS) else None
-
-
 _KEY_FNS = {
-    "segadapter": (same_key, same_key),
-    "nvlabs": (_nvlabs_encoder, _nvlabs_head),
-    "huggingface": (_hf_encoder, _hf_head),
-    "huggingface-v5": (_hf5_encoder, _hf_head),
-    "openmmlab": (_mm_encoder, _mm_head),
+    "segadapter": same_key,
+    "nvlabs": _nvlabs_encoder,
+    "huggingface": _hf_encoder,
+    "huggingface-v5": _hf5_encoder,
+    "openmmlab": _mm_encoder,
 }
 
 
 def convert(state: dict[str, torch.Tensor], layout: str) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Rename `state` (in `layout`) to our keys; returns (state, deliberately dropped keys)."""
+    """Rename `state` (in `layout`) to our keys; returns (state, deliberately dropped keys).
+    Published decode heads are read by head converters (weights/all_mlp.py) before this."""
     anchor, prefixes = LAYOUTS[layout]
     prefix = find_prefix(state, anchor, prefixes)
-    encoder_fn, head_fn = _KEY_FNS[layout]
+    encoder_fn = _KEY_FNS[layout]
 
     def key_fn(k: str) -> str | None:
-        if k.startswith(_HEADS) or not k.startswith(prefix):
-            return head_fn(k)
+        if layout == "segadapter" and not k.startswith(prefix):
+            return k  # the rest of a whole model in our names
+        if not k.startswith(prefix) or (prefix == "" and k.startswith(_HEADS)):
+            # SegformerForImageClassification's ImageNet classifier; anything else is unknown
+            return DROP if k.startswith(("classifier.", "head.")) else None
         new = encoder_fn(k[len(prefix):])
         return new if new in (None, DROP) else "backbone." + new
 
@@ -174,12 +154,9 @@ def _fuse_attention(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _fit_shapes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Linear <-> 1x1 conv: published heads use Linear projections (ours are 1x1 convs),
-    OpenMMLab's Mix-FFN uses 1x1 convs (ours are Linear)."""
+    """1x1 conv -> Linear: OpenMMLab's Mix-FFN uses 1x1 convs (ours are Linear)."""
     for k, v in state.items():
-        if re.fullmatch(r"decode_head\.proj\.\d+\.weight", k) and v.ndim == 2:
-            state[k] = v[:, :, None, None]
-        elif re.search(r"\.mlp\.fc[12]\.weight$", k) and v.ndim == 4 and tuple(v.shape[2:]) == (1, 1):
+        if re.search(r"\.mlp\.fc[12]\.weight$", k) and v.ndim == 4 and tuple(v.shape[2:]) == (1, 1):
             state[k] = v.flatten(1)
     return state
 

@@ -36,11 +36,11 @@ def _our_key(rest: str) -> str | None:
     return _TOKENS.get(rest)
 
 
-def convert(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """(our `decode_head.*` tensors, the file keys they came from); empty unless the file holds
-    the official head (told by its class tokens)."""
+def convert(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
+    """(our `decode_head.*` tensors, the file keys they came from, none dropped); empty unless
+    the file holds the official head (told by its class tokens)."""
     if "decode_head.class_token.cls_token" not in state:
-        return {}, []
+        return {}, [], []
     out, used = {}, []
     for k, v in state.items():
         if not k.startswith("decode_head."):
@@ -50,7 +50,7 @@ def convert(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], li
             continue  # not part of this head: the backbone converter reports it
         out["decode_head." + new] = v[0] if new in _TOKENS.values() else v
         used.append(k)
-    return out, used
+    return out, used, []
 
 
 CONVERTER = register_head_converter(HeadConverter(SegDeformerHead, convert))

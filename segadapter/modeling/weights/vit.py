@@ -1,9 +1,9 @@
-"""ViT (and SegViT head) weights in published layouts -> segadapter key names.
+"""ViT weights in published layouts -> segadapter key names (the SegViT release's head: weights/segvit.py).
 
 Layouts, told apart by a tell-tale key:
-  segadapter   our own names in a loose file (`backbone.blocks.{i}.attn.qkv`, our decode head)
-  segvit       the official SegViT release: mmseg ViT + `decode_head.input_proj_{i}`, `proj_norm_{i}`,
-               `decoder_{i}.layers.{j}...`, `q`, `class_embed` (Shrunk: QU `decoder_{i}` + `atm.*`)
+  segadapter   our own names in a loose file (`backbone.blocks.{i}.attn.qkv`: timm's names under
+               `backbone.`, as mmseg's timm-backbone files also have; a decode head of another kind
+               than the model's is listed as such by the loader)
   mmseg        OpenMMLab ViT (`patch_embed.projection`, `layers.{i}.ln1/ln2`, fused
                `attn.attn.in_proj_weight`, `attn.attn.out_proj`, `ffn.layers.0.0`/`ffn.layers.1`)
   timm         timm / jx `.pth`/`.safetensors` (`patch_embed.proj`, `blocks.{i}.norm1/attn.qkv/...`)
@@ -14,20 +14,18 @@ Classification heads, final norms and poolers are dropped (SegViT's ViT has no f
 
 After `convert`, `fit(state, model)` adapts the position embedding to the model: it drops the class
 token (and its position entry) when the model does not keep it, resamples the grid bicubically
-(224 / 384 weights -> the model's crop), drops blocks beyond the model's depth and resamples a
-Shrunk head's QU query grid; it returns (removed keys, notes for the load report).
+(224 / 384 weights -> the model's crop) and drops blocks beyond the model's depth; it returns
+(removed keys, notes for the load report).
 """
 from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 import torch
 
 from ...errors import CheckpointError
 from ..backbones.vit import VIT_SPECS, ViT
-from ..heads.base import DecodeHead, head_of
 from ..layers import resample_abs_pos_embed
 from .converters import DROP, WeightConverter, find_prefix, register_converter
 
@@ -35,25 +33,19 @@ FAMILY = "ViT"
 _JAX_Q = "Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel"
 LAYOUTS = {
     "segadapter": ("blocks.0.attn.qkv.weight", ("backbone.",)),
-    "segvit": ("layers.0.attn.attn.in_proj_weight", ("backbone.",)),
     "mmseg": ("layers.0.attn.attn.in_proj_weight", ("backbone.", "")),
-    "timm": ("blocks.0.attn.qkv.weight", ("backbone.", "module.", "model.", "encoder.", "")),
+    "timm": ("blocks.0.attn.qkv.weight", ("module.", "model.", "encoder.", "")),
     "huggingface": ("encoder.layer.0.attention.attention.query.weight", ("vit.", "")),
     "huggingface5": ("layers.0.attention.q_proj.weight", ("vit.", "")),
     "jax": (_JAX_Q, ("", "opt/target/", "params/")),
 }
-_OUR_HEAD = ("decode_head.decoders.", "decode_head.atm_layers.", "decode_head.queries.")
 _QKV = "#qkv"  # suffix of a q/k/v part waiting to be fused: f"{key}{_QKV}{index}"
 
 
 def detect_layout(state: dict) -> str | None:
-    if "backbone.blocks.0.attn.qkv.weight" in state and (
-            not any(k.startswith("decode_head.") for k in state) or any(k.startswith(_OUR_HEAD) for k in state)):
+    if "backbone.blocks.0.attn.qkv.weight" in state:  # our names (timm's, under `backbone.`)
         return "segadapter"
-    if find_prefix(state, *LAYOUTS["mmseg"]) is not None:
-        return "segvit" if "decode_head.class_embed.weight" in state or "decode_head.atm.class_embed.weight" \
-            in state else "mmseg"
-    for name in ("timm", "huggingface", "huggingface5", "jax"):
+    for name in ("mmseg", "timm", "huggingface", "huggingface5", "jax"):
         if find_prefix(state, *LAYOUTS[name]) is not None:
             return "huggingface" if name == "huggingface5" else name
     return None
@@ -132,62 +124,29 @@ def _jax(k: str, v: torch.Tensor):
     return DROP if k.startswith(("Transformer/encoder_norm/", "head/", "pre_logits/")) else None
 
 
-# ------------------------------------------------------------------------------------------ heads
-_DEC_LAYER = {"self_attn.out_proj": "self_attn.proj", "linear1": "fc1", "linear2": "fc2",
-              "norm1": "norm1", "norm2": "norm2", "norm3": "norm3", "multihead_attn.q": "cross_attn.q",
-              "multihead_attn.k": "cross_attn.k", "multihead_attn.v": "cross_attn.v",
-              "multihead_attn.proj": "cross_attn.proj", "multihead_attn.out_proj": "cross_attn.proj"}
-
-
-def _decoder_layer(prefix: str, rest: str, v):
-    """One official decoder layer parameter (torch TransformerDecoderLayer names) -> ours."""
-    if m := re.fullmatch(r"self_attn\.in_proj_(weight|bias)", rest):
-        return f"{prefix}self_attn.qkv.{m[1]}", v
-    if m := re.fullmatch(r"multihead_attn\.in_proj_(weight|bias)", rest):  # standard decoder: fused q/k/v
-        return [(f"{prefix}cross_attn.{n}.{m[1]}", t) for n, t in zip("qkv", v.chunk(3))]
-    mod, _, p = rest.rpartition(".")
-    return (f"{prefix}{_DEC_LAYER[mod]}.{p}", v) if mod in _DEC_LAYER else None
-
-
-def _segvit_head(k: str, v, shrunk: bool):
-    if k.startswith(("loss_decode.", "atm.loss_decode.")) or k.endswith("empty_weight"):
-        return DROP  # the criterion's class-weight buffer
-    if m := re.fullmatch(r"(input_proj|proj_norm)_(\d+)\.(weight|bias)", k):
-        return f"{m[1]}.{int(m[2]) - 1}.{m[3]}", v
-    if not shrunk:
-        if m := re.fullmatch(r"decoder_(\d+)\.layers\.(\d+)\.(.+)", k):
-            return _decoder_layer(f"decoders.{int(m[1]) - 1}.{m[2]}.", m[3], v)
-        return {"q.weight": ("queries.weight", v), "class_embed.weight": ("class_embed.weight", v),
-                "class_embed.bias": ("class_embed.bias", v)}.get(k)
-    if m := re.fullmatch(r"decoder_(\d+)\.layers\.(\d+)\.(.+)", k):
-        return _decoder_layer(f"qu_decoders.{int(m[1]) - 1}.{m[2]}.", m[3], v)
-    if m := re.fullmatch(r"atm\.decoder_1\.layers\.(\d+)\.(.+)", k):
-        return _decoder_layer(f"atm_layers.{m[1]}.", m[2], v)
-    return {"q.weight": ("grid_queries.weight", v), "atm.q.weight": ("queries.weight", v),
-            "atm.class_embed.weight": ("class_embed.weight", v),
-            "atm.class_embed.bias": ("class_embed.bias", v)}.get(k)
-
-
 # ----------------------------------------------------------------------------------------- convert
-_BACKBONE_FNS = {"segvit": _mmseg, "mmseg": _mmseg, "timm": _timm, "huggingface": _hf, "jax": _jax}
+_BACKBONE_FNS = {"mmseg": _mmseg, "timm": _timm, "huggingface": _hf, "jax": _jax}
 
 
 def convert(state: dict[str, torch.Tensor], layout: str) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Rename (and reshape) `state` in `layout` to our keys; returns (state, deliberately dropped keys).
     Unknown keys are kept under their own name so that the strict load names them."""
-    if layout == "segadapter":
-        return dict(state), []
+    if layout == "segadapter":  # timm's backbone names are ours: drop its classifier parts, keep the rest
+        out, dropped = {}, []
+        for k, v in state.items():
+            new = _timm(k[len("backbone."):], v) if k.startswith("backbone.") else (k, v)
+            if new == DROP:
+                dropped.append(k)
+            else:
+                out[k if new is None else ("backbone." + new[0] if k.startswith("backbone.") else new[0])] = v
+        return out, dropped
     names = ("huggingface", "huggingface5") if layout == "huggingface" else (layout,)  # HF: either naming
     prefix = next(p for n in names if (p := find_prefix(state, *LAYOUTS[n])) is not None)
     backbone_fn = _BACKBONE_FNS[layout]
-    shrunk = any(k.startswith("decode_head.atm.") for k in state)
     out: dict[str, torch.Tensor] = {}
     dropped: list[str] = []
     for k, v in state.items():
-        if layout == "segvit" and k.startswith("decode_head."):
-            new = _segvit_head(k[len("decode_head."):], v, shrunk)
-            head = "decode_head."
-        elif k.startswith(prefix) and not (prefix == "" and k.startswith(("decode_head.", "auxiliary_head."))):
+        if k.startswith(prefix) and not (prefix == "" and k.startswith(("decode_head.", "auxiliary_head."))):
             new = backbone_fn(k[len(prefix):], v)
             head = "backbone."
         else:  # foreign decode / auxiliary heads, classifier heads outside the prefix
@@ -256,20 +215,6 @@ def fit(state: dict[str, torch.Tensor], model) -> tuple[list[str], list[str]]:
             del state[k]
         removed += deeper
         notes.append(f"blocks {extra[0]}-{extra[-1]} of the checkpoint not used (the model has {depth})")
-    grid_q = state.get("decode_head.grid_queries.weight")
-    head = head_of(model)  # a bare ViT, or a backbone holder, has none
-    if grid_q is not None and isinstance(head, DecodeHead) and head.query_grid is not None:
-        side, want = math.isqrt(grid_q.shape[0]), head.query_grid
-        if side * side == grid_q.shape[0] and side != want:  # Shrunk QU queries of another crop size
-            grid_q = resample_abs_pos_embed(grid_q[None], (want, want), (side, side))[0]
-            state["decode_head.grid_queries.weight"] = grid_q
-            notes.append(f"QU query grid resampled (bicubic) from {side}x{side} to {want}x{want}")
-    w = state.get("decode_head.class_embed.weight")
-    k = getattr(model, "num_classes", None)
-    if w is not None and k is not None and w.shape[0] != k + 1:
-        raise CheckpointError(f"the checkpoint's SegViT head predicts {w.shape[0] - 1} classes but the model "
-                              f"was built with num_classes={k}; build it with num_classes={w.shape[0] - 1}, "
-                              "or start from backbone-only weights to train a new head")
     return removed, notes
 
 
