@@ -107,12 +107,14 @@ def make_pcontext(root: Path, category_ids=(2, 397, 458, 19)) -> dict:
         (root / "trainval").mkdir(exist_ok=True)
         savemat(root / "trainval" / f"{name}.mat", {"LabelMap": lm})
         label_maps[name] = lm
+    # interleaved as a real json may be, so the API's skipping also hits annotations it would keep
+    annotations = [annotations[i] for i in np.random.default_rng(7).permutation(len(annotations))]
     data = {"images": images, "annos_segmentation": annotations, "annos_occlusion": [], "parts": [],
             "categories": [{"category_id": c, "name": str(c)} for c in sorted(set(category_ids))]}
     import json
 
     (root / "trainval_merged.json").write_text(json.dumps(data))
-    return {"images": images, "annotations": annotations, "label_maps": label_maps}
+    return {"images": images, "annotations": annotations, "label_maps": label_maps}  # in the json's order
 
 
 # -- ADE20K-Full ---------------------------------------------------------------------------------
