@@ -128,17 +128,22 @@ def seg_png(classes: np.ndarray, path: Path, seed: int) -> None:
     Image.fromarray(rgb).save(path)
 
 
-def make_ade_full(root: Path, raw_values) -> dict[str, np.ndarray]:
+ADE_FULL_ENTRIES = [("validation/street", "ADE_val_00000001.jpg", (512, 683)),
+                    ("validation/kitchen", "ADE_val_00000002.jpg", (364, 500)),
+                    ("validation/street", "ADE_val_00000099.jpg", (600, 800)),
+                    ("training/bedroom", "ADE_train_00000001.jpg", (40, 60)),
+                    ("training/bedroom", "ADE_frame_00000007.jpg", (30, 50))]
+SMALL_ADE_FULL_ENTRIES = [("validation/street", "ADE_val_00000501.jpg", (48, 64)),
+                          ("validation/kitchen", "ADE_val_00000502.jpg", (40, 56)),
+                          ("training/bedroom", "ADE_train_00000001.jpg", (40, 60))]
+
+
+def make_ade_full(root: Path, raw_values, entries=ADE_FULL_ENTRIES) -> dict[str, np.ndarray]:
     """ADE20K_2021_17_01 with index_ade20k.pkl (folder/filename lists and a numpy array, as the
     release) and images/ADE/{training,validation}/<scene>/ADE_*.jpg + _seg.png. The validation
-    images are the real ADE20K fixtures where ../shared has them; one is larger than 512 on its
-    short side."""
+    images are the real ADE20K fixtures where ../shared has them (of the default entries, one is
+    larger than 512 on its short side)."""
     ade = root / "ADE20K_2021_17_01"
-    entries = [("validation/street", "ADE_val_00000001.jpg", (512, 683)),
-               ("validation/kitchen", "ADE_val_00000002.jpg", (364, 500)),
-               ("validation/street", "ADE_val_00000099.jpg", (600, 800)),
-               ("training/bedroom", "ADE_train_00000001.jpg", (40, 60)),
-               ("training/bedroom", "ADE_frame_00000007.jpg", (30, 50))]
     classes = {}
     for n, (folder, name, (h, w)) in enumerate(entries):
         target = ade / "images" / "ADE" / folder / name

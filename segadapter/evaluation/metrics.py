@@ -1,10 +1,15 @@
 """Dataset-level segmentation metrics from one confusion matrix (MMSeg's IoUMetric numbers).
 
 The matrix is a torch tensor so that DDP ranks can add their counts with one all-reduce; all
-scores are derived from it at the end, never averaged per image.
+scores are derived from it at the end, never averaged per image. At K = 847 it is 5.5 MiB of
+int64, and one update costs a few label-sized int64 vectors.
+
+Which classes enter the mean IoU is a choice that changes a benchmark whose split lacks some
+classes (PC-459: 345 of 459 in val); `MIOU_RULES` names the three in use.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -60,8 +65,17 @@ class ConfusionMatrix:
             self._synced = True
         return self
 
-    def compute(self, class_names: Sequence[str] | None = None) -> "MetricResult":
-        return MetricResult.from_confusion(self.matrix, class_names)
+    def compute(self, class_names: Sequence[str] | None = None, miou_over: str = "seen") -> "MetricResult":
+        return MetricResult.from_confusion(self.matrix, class_names, miou_over)
+
+
+# which classes' IoUs the mean IoU averages
+MIOU_RULES = {
+    "seen": "classes with ground truth or predictions (a predicted absent class counts 0): mmseg and "
+            "detectron2 v0.6, which SAN pins; the SAN paper's PC-459 figure",
+    "present": "classes with ground truth only: detectron2 since July 2022; SAN's released logs",
+    "all": "all K classes, one without ground truth counting 0",
+}
 
 
 @dataclass
@@ -75,9 +89,12 @@ class MetricResult:
     mIoU: float
     mAcc: float
     num_pixels: int = 0
+    present: list[bool] | None = None  # per class: has ground-truth pixels
+    miou_over: str = "seen"  # the rule of `mIoU` (MIOU_RULES)
 
     @classmethod
-    def from_confusion(cls, matrix: torch.Tensor, class_names: Sequence[str] | None = None) -> "MetricResult":
+    def from_confusion(cls, matrix: torch.Tensor, class_names: Sequence[str] | None = None,
+                       miou_over: str = "seen") -> "MetricResult":
         m = matrix.detach().to("cpu", torch.float64)
         k = m.shape[0]
         names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
@@ -91,7 +108,7 @@ class MetricResult:
         iou = intersect / union
         acc = intersect / area_label
         total = float(m.sum())
-        return cls(
+        result = cls(
             class_names=names,
             iou=iou.tolist(),
             acc=acc.tolist(),
@@ -99,7 +116,31 @@ class MetricResult:
             mIoU=_nanmean(iou),
             mAcc=_nanmean(acc),
             num_pixels=int(total),
+            present=(area_label > 0).tolist(),
         )
+        return result.averaged_over(miou_over)
+
+    def mean_iou(self, over: str = "seen") -> float:
+        """The mean IoU under one of `MIOU_RULES`."""
+        if over not in MIOU_RULES:
+            raise ValueError(f"unknown mIoU rule {over!r}; choose one of {', '.join(MIOU_RULES)}")
+        iou = torch.tensor(self.iou, dtype=torch.float64)
+        if over == "seen":
+            return _nanmean(iou)
+        if over == "present":
+            present = torch.tensor(self.present if self.present is not None else [True] * len(iou))
+            return _nanmean(iou[present])
+        return float(torch.nan_to_num(iou).sum()) / len(iou) if len(iou) else math.nan
+
+    def averaged_over(self, over: str) -> "MetricResult":
+        """This result with `mIoU` under rule `over`."""
+        return dataclasses.replace(self, mIoU=self.mean_iou(over), miou_over=over)
+
+    def miou_counts(self) -> dict[str, int]:
+        """How many classes each rule averages."""
+        iou = torch.tensor(self.iou, dtype=torch.float64)
+        present = self.present if self.present is not None else [True] * len(self.iou)
+        return {"seen": int((~torch.isnan(iou)).sum()), "present": int(sum(present)), "all": len(self.iou)}
 
     def to_dict(self) -> dict:
         """JSON-able (NaN -> None) summary plus per-class scores, in percent like the table."""
@@ -107,11 +148,14 @@ class MetricResult:
         def pct(x: float) -> float | None:
             return None if math.isnan(x) else round(100.0 * x, 4)
 
+        counts = self.miou_counts()
         return {
             "aAcc": pct(self.aAcc),
             "mIoU": pct(self.mIoU),
             "mAcc": pct(self.mAcc),
             "num_pixels": self.num_pixels,
+            "miou_over": self.miou_over,
+            "mIoU_by_rule": {rule: {"mIoU": pct(self.mean_iou(rule)), "classes": counts[rule]} for rule in MIOU_RULES},
             "per_class": {
                 name: {"IoU": pct(i), "Acc": pct(a)}
                 for name, i, a in zip(self.class_names, self.iou, self.acc)
@@ -133,6 +177,15 @@ class MetricResult:
         body = [sep, line(header), sep, *(line(r) for r in rows), sep]
         summary = f"aAcc: {_fmt(self.aAcc)}  mIoU: {_fmt(self.mIoU)}  mAcc: {_fmt(self.mAcc)}"
         return "\n".join([*body, summary])
+
+    def miou_note(self) -> list[str]:
+        """A line comparing the mIoU rules, when they disagree (some class lacks ground truth)."""
+        values = {rule: self.mean_iou(rule) for rule in MIOU_RULES}
+        if len({_fmt(v) for v in values.values()}) == 1:
+            return []
+        counts = self.miou_counts()
+        parts = [f"{rule} {_fmt(values[rule])} ({counts[rule]} classes)" for rule in MIOU_RULES]
+        return [f"mIoU by rule (mIoU above: {self.miou_over}): " + ", ".join(parts)]
 
 
 def _nanmean(x: torch.Tensor) -> float:
