@@ -34,3 +34,22 @@ def open_clip_tokenizer():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # builds its default SimpleTokenizer from the wheel's gz (~1 s)
     return module
+
+
+def write_hf_tokenizer_folder(folder: Path) -> Path:
+    """A Hugging Face CLIP tokenizer folder from the real vocabulary: vocab.json from open_clip's
+    own encoder (its special tokens under CLIP's names), merges.txt from the wheel's gz."""
+    import gzip
+    import json
+
+    from segadapter.text.tokenizer import END, MAX_MERGES, START
+
+    ref = open_clip_tokenizer().SimpleTokenizer(str(bpe_path()))
+    names = {"<start_of_text>": START, "<end_of_text>": END}
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {names.get(t, t): i for t, i in ref.encoder.items()}
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    with gzip.open(bpe_path(), "rt", encoding="utf-8") as f:
+        merges = f.read().split("\n")[1:MAX_MERGES + 1]  # line 0 is the gz's header
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    return folder

@@ -3,16 +3,14 @@ OpenAI's CLIP, open_clip's tokenizer (loaded from its wheel, see clip_reference.
 CLIPTokenizer. The vocabulary is bpe_simple_vocab_16e6.txt.gz from the open_clip wheel; the Hugging
 Face folder is made from open_clip's own encoder, so none of the expected ids come from our code.
 Skipped without open_clip_torch (installed with --no-deps) or ftfy."""
-import gzip
 import html
-import json
 
 import pytest
 import torch
 
-from clip_reference import bpe_path, open_clip_tokenizer
+from clip_reference import bpe_path, open_clip_tokenizer, write_hf_tokenizer_folder
 from segadapter.errors import ConfigError
-from segadapter.text.tokenizer import END, MAX_MERGES, START, ClipTokenizer, byte_symbols, clean
+from segadapter.text.tokenizer import END, START, ClipTokenizer, byte_symbols, clean
 
 # "a photo of a sky." through OpenAI's clip.tokenize (start, a, photo, of, a, sky, ., end)
 PUBLISHED = [49406, 320, 1125, 539, 320, 2390, 269, 49407]
@@ -58,15 +56,11 @@ def ours():
 
 
 @pytest.fixture(scope="module")
-def hf_folder(tmp_path_factory, ref):
+def hf_folder(tmp_path_factory):
     """A Hugging Face CLIP folder: vocab.json from open_clip's encoder, merges.txt from the gz."""
-    folder = tmp_path_factory.mktemp("hf_clip")
-    vocab = {OPEN_CLIP_NAMES.get(t, t): i for t, i in ref.encoder.items()}
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    with gzip.open(bpe_path(), "rt", encoding="utf-8") as f:
-        merges = f.read().split("\n")[1:MAX_MERGES + 1]  # line 0 is the gz's header
+    folder = write_hf_tokenizer_folder(tmp_path_factory.mktemp("hf_clip"))
+    merges = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()[1:]
     assert len(merges) == 48894 and all(len(m.split()) == 2 for m in merges)
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
     return folder
 
 

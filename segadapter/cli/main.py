@@ -20,6 +20,7 @@ COMMANDS = {
     "flops": ("flops", "count parameters and GFLOPs of a model"),
     "list": ("list_models", "list registered models"),
     "export": ("export", "export a checkpoint to ONNX"),
+    "download": ("download", "download published weights into the Hugging Face cache (for offline use)"),
     "prepare": ("prepare", "convert a raw dataset download into the layout its reader expects"),
     "serve": ("serve", "web demo of a model in the browser (needs segadapter[demo])"),
 }

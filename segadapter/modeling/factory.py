@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..utils.io import to_plain
-from . import hub
+from . import hf_hub, hub, published
 from . import models as _families  # noqa: F401  (importing the family files registers every variant)
 from .registry import get_builder, list_models, model_options, weight_options
 from .segmentor import Segmentor
@@ -15,21 +15,29 @@ from .weights import apply_state_dict, load_pretrained
 __all__ = ["create_model", "from_pretrained", "list_models"]
 
 
-def create_model(name: str, num_classes: int | None = None, pretrained: str | os.PathLike | None = None,
+def create_model(name: str, num_classes: int | None = None, pretrained: bool | str | os.PathLike | None = None,
                  **options: Any) -> Segmentor:
     """Build a registered model (`segadapter.list_models()`).
 
     `num_classes` defaults to the number of `classes` names for open-vocabulary models, else 150.
 
-    `pretrained` is a local file or folder: a `save_pretrained` folder, or published weights in
-    one of the layouts a backbone family's converter reads (encoder-only weights leave the
-    adapters and head freshly initialised; the load report says which).
+    `pretrained`:
+      True              the variant's default published weights (modeling/published.py: the
+                        backbone's, or the whole fine-tuned model where its class count matches;
+                        SAN: OpenAI's CLIP and its tokenizer), fetched from the Hugging Face Hub
+      "in22k", ...      a named alternative the table lists for the variant
+      "hf-hub:ORG/NAME[@REV]" or "ORG/NAME[@REV]"   any repository in a layout the converters read
+      a local file or folder (wins over a hub id of the same spelling): a `save_pretrained`
+                        folder, or published weights in one of the layouts the converters read
+    Encoder-only weights leave the adapters and head freshly initialised; `model.load_report`
+    says what was loaded from where, what stayed fresh and what was not used.
     """
     if num_classes is None:
         classes = options.get("classes")
         num_classes = len(classes) if isinstance(classes, (list, tuple)) and classes else 150
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+    pretrained, options = _resolve_published(name, num_classes, pretrained, options)
     builder = get_builder(name)
     accepted = model_options(name)
     unknown = sorted(set(options) - accepted) if accepted is not None else []
@@ -42,9 +50,27 @@ def create_model(name: str, num_classes: int | None = None, pretrained: str | os
         raise ConfigError(f"invalid options for model {name!r}: {e}") from None
     model.config = {"name": name, "num_classes": num_classes, "options": to_plain(options)}
     if pretrained is not None:
-        model.load_report = load_pretrained(model, pretrained)
+        model.load_report = load_pretrained(model, hf_hub.local_path(pretrained))
+        found = hf_hub.hub_id(pretrained)
+        if found is not None:  # name the repository, not only the cache folder
+            model.load_report.source = f"{hf_hub.describe(*found)} ({model.load_report.source})"
         model.on_weights_loaded()  # e.g. SAN embeds its names once CLIP's text tower is loaded
     return model
+
+
+def _resolve_published(name: str, num_classes: int, pretrained, options: dict[str, Any]):
+    """`pretrained=True` / a named alternative -> a hub id (SAN: the `clip` and `vocab` options)."""
+    if pretrained is False:
+        return None, options
+    named = pretrained if isinstance(pretrained, str) and (name, pretrained) in published.NAMED else None
+    if pretrained is not True and named is None:
+        return pretrained, options
+    choice = published.default_weights(name, num_classes, named)
+    source = hf_hub.PREFIX + choice.repo
+    if choice.part == "clip":  # CLIP's weights and its tokenizer, from the same repository
+        options = {**options, "clip": options.get("clip") or source, "vocab": options.get("vocab") or source}
+        return None, options
+    return source, options
 
 
 def from_pretrained(path: str | os.PathLike, **overrides: Any) -> Segmentor:

@@ -1,4 +1,5 @@
-"""Saving and loading models in segadapter's own format: `config.json` + `model.safetensors`."""
+"""Saving and loading models in segadapter's own format: `config.json` + `model.safetensors` (+ a
+model card, `README.md`, for the Hub)."""
 from __future__ import annotations
 
 import json
@@ -10,9 +11,11 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
 from ..utils.io import atomic_path, write_json_atomic
+from .model_card import model_card
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
 FORMAT = "segadapter"
 FORMAT_VERSION = 1
 
@@ -25,6 +28,8 @@ def save_pretrained(model, directory: str | os.PathLike, **extra: Any) -> None:
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, **model.config, **extra}
+    with atomic_path(directory / CARD_NAME) as tmp:  # the Hub's model card: the folder uploads as it is
+        tmp.write_text(model_card(config), encoding="utf-8")
     write_json_atomic(directory / CONFIG_NAME, config)
 
 
@@ -39,8 +44,12 @@ def is_model_dir(path: Path) -> bool:
 
 
 def resolve_model_dir(path: str | os.PathLike) -> Path:
-    """A model folder, or a training run folder (-> its latest complete checkpoint)."""
-    path = Path(path)
+    """A model folder, a training run folder (-> its latest complete checkpoint), or a hub id
+    (`hf-hub:ORG/NAME[@REV]`, or `ORG/NAME` that is not a local path) of an uploaded model
+    folder (-> its cached snapshot)."""
+    from . import hf_hub
+
+    path = hf_hub.local_path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or folder")
     if path.is_dir() and (path / CONFIG_NAME).is_file():

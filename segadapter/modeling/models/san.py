@@ -53,8 +53,9 @@ def build_san(variant: str = "san-vit-b16", classes: Sequence[str] | None = None
     """Build a SAN model: CLIP backbone, SAN head, and the vocabulary of `classes`.
 
     classes   class names (the vocabulary); None: `num_classes` placeholders ("class 0", ...)
-    clip      CLIP weights (a path: OpenAI/open_clip/TorchScript/HF folder/SAN release) or a CLIP
-    vocab     CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz or an HF CLIP folder)
+    clip      CLIP weights (a path: OpenAI/open_clip/TorchScript/HF folder/SAN release; or a hub id,
+              hf-hub:ORG/NAME, fetched into the Hugging Face cache) or a CLIP
+    vocab     CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz or an HF CLIP folder; or a hub id)
     With CLIP weights and a vocabulary the class names are embedded with CLIP's text tower and
     the 14 prompt templates; otherwise with placeholders (nothing can be recognised by name).
     """
@@ -64,7 +65,11 @@ def build_san(variant: str = "san-vit-b16", classes: Sequence[str] | None = None
     cfg = clip_config(clip_config_override or spec["clip"])
     if clip_act is not None:
         cfg = replace(cfg, act=clip_act)
-    clip_path = None if clip is None or isinstance(clip, CLIP) else clip
+    from .. import hf_hub
+
+    clip_spec = None if clip is None or isinstance(clip, CLIP) else clip
+    clip_path = None if clip_spec is None else hf_hub.local_path(clip_spec)  # a hub id: fetched
+    vocab = None if vocab is None else hf_hub.local_path(vocab)
     if clip_path is not None and clip_act is None:
         from ..weights.clip import clip_act_of
 
@@ -95,6 +100,8 @@ def build_san(variant: str = "san-vit-b16", classes: Sequence[str] | None = None
         from ..weights.load import load_pretrained
 
         model.load_report = load_pretrained(model, clip_path, parts=("backbone.",))
+        if hf_hub.hub_id(clip_spec) is not None:
+            model.load_report.source = f"{hf_hub.describe(*hf_hub.hub_id(clip_spec))} ({model.load_report.source})"
     if classes is not None:
         model.vocabulary.refresh()  # embedded by text when CLIP weights and a vocabulary came
     return model
