@@ -20,7 +20,7 @@ from ..modeling.vocabulary import require_vocabulary
 from ..evaluation.options import (add_inference_args, inference_options, load_model,
                                   model_preprocessing, read_class_names, resolve_device, resolve_preprocessing)
 
-MAX_PNG_CLASSES = 255  # class-id PNGs: ids 0-254, 255 = ignore
+MAX_PNG_CLASSES = 65535  # class-id PNGs: 8-bit up to 255 classes (255 = ignore), else 16-bit (65535 = ignore)
 
 
 def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
@@ -28,7 +28,8 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
         name,
         help="segment images, write class-id PNGs and overlays",
         description="Segment images (any size; grayscale, RGBA and 16-bit are converted) and write "
-        "NAME.png (class ids, 255 = ignore) and NAME_overlay.png to --out. All inputs are checked "
+        "NAME.png (class ids, 255 = ignore; 16-bit PNGs with 65535 = ignore beyond 255 classes, e.g. "
+        "A-847's names) and NAME_overlay.png to --out. All inputs are checked "
         "before anything is written: one unreadable input stops the run (exit 2) with no output.",
     )
     p.add_argument("ckpt", metavar="CKPT", help="model folder (save_pretrained) or training run folder")
@@ -38,7 +39,8 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     p.add_argument("--overlay-format", choices=["png", "jpg"], default="png",
                    help="NAME_overlay.png (lossless) or .jpg (quality 90, encodes ~25x faster) [png]")
     p.add_argument("--palette", metavar="DATASET",
-                   help="overlay colours of a dataset: camvid, ade20k, cityscapes, coco-stuff164k "
+                   help="overlay colours of a dataset: camvid, ade20k, cityscapes, coco-stuff164k, voc, "
+                   "pcontext59, pcontext459, ade20k-full, ... "
                    "[the model's saved palette, else a generated one]")
     names = p.add_mutually_exclusive_group()
     names.add_argument("--classes", metavar="NAMES",
@@ -64,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
     classes = read_class_names(args.classes, args.classes_file)
     flag = "--classes-file" if args.classes_file is not None else "--classes"
     if classes is not None and len(classes) > MAX_PNG_CLASSES:
-        raise ConfigError(f"{flag}: {len(classes)} class names, but class-id PNGs hold ids 0-{MAX_PNG_CLASSES - 1} "
-                          f"(255 = ignore); name at most {MAX_PNG_CLASSES}")
+        raise ConfigError(f"{flag}: {len(classes)} class names, but 16-bit class-id PNGs hold ids "
+                          f"0-{MAX_PNG_CLASSES - 1} (65535 = ignore); name at most {MAX_PNG_CLASSES}")
     device = resolve_device(args.device)
     images = _collect_inputs(args.inputs)
     out_dir = Path(args.out)

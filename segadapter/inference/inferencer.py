@@ -175,13 +175,13 @@ class Inferencer:
             yield pred
 
     def overlay(self, image: np.ndarray, label: np.ndarray, opacity: float = 0.5) -> np.ndarray:
-        from .visualize import overlay
+        from .visualize import ignore_index_for, overlay
 
-        return overlay(image, label, self.palette, opacity)
+        return overlay(image, label, self.palette, opacity, ignore_index_for(self.num_classes))
 
     def save(self, inputs: Any, out_dir: str | os.PathLike, *, opacity: float = 0.5, overlay: bool = True,
              overlay_format: str = "png", progress: bool = False, classes: Sequence[str] | None = None) -> list[Path]:
-        """Write NAME.png (class ids, 255 = ignore) and NAME_overlay.png per image into `out_dir`
+        """Write NAME.png (class ids, 255 = ignore; 16-bit beyond 255 classes) and NAME_overlay.png per image into `out_dir`
         (`overlay_format="jpg"`: NAME_overlay.jpg, quality 90 - encodes ~25x faster than PNG on a CPU).
 
         All or nothing (`PredictionWriter`): one bad input leaves `out_dir` as it was. Output
@@ -193,8 +193,8 @@ class Inferencer:
         _check_opacity(opacity)
         if classes is not None:
             self.set_classes(classes)
-        if self.num_classes > 255:
-            raise ConfigError(f"class-id PNGs hold ids 0-254; this model predicts {self.num_classes} classes")
+        if self.num_classes > 65535:
+            raise ConfigError(f"16-bit class-id PNGs hold ids 0-65534; this model predicts {self.num_classes} classes")
         run = self.runner
         with PredictionWriter(out_dir, self.palette, opacity=opacity, overlay=overlay, overlay_format=overlay_format,
                               workers=run.workers, max_pending=2 * run.batch_size, turns=run.turns) as writer:

@@ -17,11 +17,13 @@ Palette = Sequence[Sequence[int]]
 def colorize(
     label: np.ndarray, palette: Palette, ignore_index: int = 255, ignore_color: Sequence[int] = (0, 0, 0)
 ) -> np.ndarray:
-    """(H, W) class ids -> (H, W, 3) uint8 RGB; `ignore_index` pixels get `ignore_color`."""
+    """(H, W) class ids -> (H, W, 3) uint8 RGB; `ignore_index` pixels get `ignore_color`. Beyond
+    255 classes (16-bit ids) the ignore index is 65535, not 255."""
     label = np.asarray(label)
-    lut = np.zeros((256, 3), dtype=np.uint8)
-    lut[: len(palette)] = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)[:256]
-    lut[ignore_index] = ignore_color
+    lut = np.zeros((max(256, len(palette), ignore_index + 1 if 0 <= ignore_index < 1 << 16 else 0), 3), np.uint8)
+    lut[: len(palette)] = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    if 0 <= ignore_index < len(lut):
+        lut[ignore_index] = ignore_color
     _check_ids(label, len(palette), ignore_index)
     return np.take(lut, label, axis=0) if label.dtype == np.uint8 else lut[label.astype(np.intp)]
 
@@ -59,7 +61,8 @@ def save_prediction(
     ignore_index: int = 255,
 ) -> list[Path]:
     """Write `NAME.png` (class ids, 8-bit grey, ignore stays 255) and, given the image,
-    `NAME_overlay.png`. Each file appears complete or not at all."""
+    `NAME_overlay.png`. Each file appears complete or not at all. (`segadapter predict` writes
+    16-bit PNGs for models of more than 255 classes: `sixteen_bit_picture`.)"""
     label = np.asarray(label)
     _check_ids(label, 255, ignore_index)  # ids must fit one byte besides the ignore value
     # build every picture before writing any, so a bad input never leaves a mismatched pair
@@ -73,6 +76,21 @@ def save_prediction(
     for picture, path in zip(pictures, written):
         _save_png(picture, path)
     return written
+
+
+WIDE_IGNORE = 65535  # the ignore id of 16-bit class-id maps
+
+
+def ignore_index_for(num_classes: int) -> int:
+    """The ignore id of a class-id map of `num_classes` classes: 255, or 65535 beyond 255 classes."""
+    return 255 if num_classes <= 255 else WIDE_IGNORE
+
+
+def sixteen_bit_picture(label: np.ndarray) -> Image.Image:
+    """Class ids 0-65534 (65535 = ignore) as a 16-bit grey PNG picture, as the labels of the
+    > 255-class datasets; a model of more than 255 classes writes every file so."""
+    _check_ids(label, WIDE_IGNORE, WIDE_IGNORE)
+    return Image.fromarray(label.astype(np.uint16))
 
 
 OVERLAY_FORMATS = {"png": ".png", "jpg": ".jpg"}

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .io_threads import BackgroundWriter, TakeTurns
-from .visualize import OVERLAY_FORMATS, output_names, overlay
+from .visualize import OVERLAY_FORMATS, ignore_index_for, output_names, overlay, sixteen_bit_picture
 
 
 class PredictionWriter:
@@ -61,9 +61,11 @@ class PredictionWriter:
 
         with self.turns.shared():
             names = output_names(name, self.overlay_format)
-            Image.fromarray(label).save(self.stage / names[0], format="PNG", compress_level=1)
+            ignore = ignore_index_for(len(self.palette))  # and 16-bit PNGs, beyond 255 classes
+            picture = sixteen_bit_picture(label) if ignore > 255 else Image.fromarray(label)
+            picture.save(self.stage / names[0], format="PNG", compress_level=1)
             if image is not None:
-                picture = Image.fromarray(overlay(image, label, self.palette, self.opacity))
+                picture = Image.fromarray(overlay(image, label, self.palette, self.opacity, ignore))
                 if self.overlay_format == "jpg":
                     picture.save(self.stage / names[1], format="JPEG", quality=90)
                 else:
