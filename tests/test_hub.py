@@ -18,7 +18,7 @@ def test_round_trip_keeps_options_and_weights(tmp_path):
     torch.manual_seed(0)
     model = segadapter.create_model("adapt-mit-b0", num_classes=7, kernel_size=3, blocks_per_stage=[1, 2, 1, 1])
     model.save_pretrained(tmp_path / "m", classes=[f"c{i}" for i in range(7)])
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["README.md", "config.json", "model.safetensors"]
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     assert cfg["name"] == "adapt-mit-b0" and cfg["num_classes"] == 7
     assert cfg["options"] == {"kernel_size": 3, "blocks_per_stage": [1, 2, 1, 1]}
@@ -83,4 +83,4 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         segadapter.create_model("segformer-b0", num_classes=3).save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "config.json", "model.safetensors"]
