@@ -29,7 +29,8 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     )
     p.add_argument("ckpt", metavar="CKPT", help="model folder (save_pretrained) or training run folder")
     p.add_argument("--data", metavar="ROOT", help="dataset root folder [a run's own data.root]")
-    p.add_argument("--dataset", help="camvid, ade20k, cityscapes, coco-stuff164k, folder, ... "
+    p.add_argument("--dataset", help="camvid, ade20k, cityscapes, coco-stuff164k, voc, pcontext59, pcontext459, "
+                   "ade20k-full, coco-stuff10k, folder, ... "
                    "[a run's own data.dataset]")
     p.add_argument("--split", default="val", help="[val]")
     p.add_argument("--miou-over", choices=list(MIOU_RULES), default="seen",
