@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pycocotools")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools on numpy 2, in the oracle
 
 from raw_datasets import make_pcontext  # noqa: E402
 from segadapter.cli.main import main  # noqa: E402
