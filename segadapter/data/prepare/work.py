@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Item:
@@ -56,10 +58,8 @@ def run_items(items: Sequence[Item], split: str, report: Report, progress: bool 
     report.empty[split] = report.empty.get(split, 0) + empty
 
 
-def lookup_table(raw_ids: Iterable[int], size: int, fill: int, dtype) -> "np.ndarray":
+def lookup_table(raw_ids: Iterable[int], size: int, fill: int, dtype) -> np.ndarray:
     """A table t with t[raw_ids[k]] = k and `fill` elsewhere: raw ids -> train ids in one take."""
-    import numpy as np
-
     table = np.full(size, fill, dtype=dtype)
     for train_id, raw in enumerate(raw_ids):
         table[raw] = train_id
