@@ -21,15 +21,19 @@ class COCOStuff164kDataset(FilePairDataset):
     def __init__(self, root: str | Path, split: str = "train", transform: Transform | None = None,
                  seed: int = 0) -> None:
         root = require_dir(Path(root), "COCO-Stuff root folder")
-        sub = _SPLIT_DIRS[check_split(split)]
-        img_dir = require_dir(root / "images" / sub, f"COCO-Stuff {split} image folder")
-        ann_dir = require_dir(root / "annotations" / sub, f"COCO-Stuff {split} annotation folder")
-        images = find_files(img_dir, (".jpg",), "images")
-        labels = find_files(ann_dir, (LABEL_SUFFIX,), "label PNGs")
-        pairs = pair_files(images, labels, lambda p: p.stem,
-                           lambda p: p.name[: -len(LABEL_SUFFIX)],
-                           lambda p: ann_dir / (p.stem + LABEL_SUFFIX))
+        pairs = _image_label_pairs(root, _SPLIT_DIRS[check_split(split)], f"COCO-Stuff {split}")
         super().__init__(pairs, COCO_STUFF_CLASSES, COCO_STUFF_PALETTE, transform, seed)
+
+
+def _image_label_pairs(root: Path, sub: str, what: str):
+    """images/SUB/*.jpg beside annotations/SUB/*_labelTrainIds.png, the layout both COCO-Stuff
+    sets share."""
+    img_dir = require_dir(root / "images" / sub, f"{what} image folder")
+    ann_dir = require_dir(root / "annotations" / sub, f"{what} annotation folder")
+    images = find_files(img_dir, (".jpg",), "images")
+    labels = find_files(ann_dir, (LABEL_SUFFIX,), "label PNGs")
+    return pair_files(images, labels, lambda p: p.stem, lambda p: p.name[: -len(LABEL_SUFFIX)],
+                      lambda p: ann_dir / (p.stem + LABEL_SUFFIX))
 
 
 _SPLIT_DIRS_10K = {"train": "train2014", "val": "test2014", "test": "test2014"}
@@ -44,14 +48,7 @@ class COCOStuff10kDataset(FilePairDataset):
     def __init__(self, root: str | Path, split: str = "val", transform: Transform | None = None,
                  seed: int = 0) -> None:
         root = enter(require_dir(Path(root), "COCO-Stuff-10K root folder"), "coco_stuff10k")
-        sub = _SPLIT_DIRS_10K[check_split(split)]
-        img_dir = require_dir(root / "images" / sub, f"COCO-Stuff-10K {split} image folder")
-        ann_dir = require_dir(root / "annotations" / sub, f"COCO-Stuff-10K {split} annotation folder")
-        images = find_files(img_dir, (".jpg",), "images")
-        labels = find_files(ann_dir, (LABEL_SUFFIX,), "label PNGs")
-        pairs = pair_files(images, labels, lambda p: p.stem,
-                           lambda p: p.name[: -len(LABEL_SUFFIX)],
-                           lambda p: ann_dir / (p.stem + LABEL_SUFFIX))
+        pairs = _image_label_pairs(root, _SPLIT_DIRS_10K[check_split(split)], f"COCO-Stuff-10K {split}")
         super().__init__(pairs, COCO_STUFF_CLASSES, COCO_STUFF_PALETTE, transform, seed)
 
     def map_label(self, label: np.ndarray, label_path: Path) -> np.ndarray:
