@@ -99,6 +99,16 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     return value
 
 
+def any_rank(flags: list[bool], device: torch.device | str = "cpu") -> list[bool]:
+    """For each flag: is it set on any rank? One small all-reduce (MAX), so every rank takes the
+    same decision (stop now, skip this step); `device` must suit the backend (CUDA for NCCL)."""
+    if get_world_size() == 1:
+        return list(flags)
+    votes = torch.tensor([int(f) for f in flags], dtype=torch.int32, device=device)
+    dist.all_reduce(votes, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in votes.tolist()]
+
+
 def all_gather_objects(obj: Any) -> list[Any]:
     """`obj` of every rank, in rank order (a one-element list without a process group)."""
     if get_world_size() == 1:
