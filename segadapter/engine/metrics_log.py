@@ -2,7 +2,8 @@
 
 The file is rewritten atomically on every record (it stays small: one line per log interval), so
 it is never half-written; on resume, records after the resumed iteration are dropped because the
-resumed run will log those iterations again.
+resumed run will log those iterations again. Without a path the records are kept in memory only
+(`train.loggers` without jsonl): the trainer still reads them.
 """
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ METRICS_NAME = "metrics.jsonl"
 
 
 class MetricsLog:
-    def __init__(self, path: str | os.PathLike, keep_until: int | None = None):
+    def __init__(self, path: str | os.PathLike | None, keep_until: int | None = None):
         """Start empty, or (with `keep_until`) from the existing records up to that iteration."""
-        self.path = Path(path)
+        self.path = Path(path) if path is not None else None
         self.records: list[dict[str, Any]] = []
-        if keep_until is not None and self.path.is_file():
+        if keep_until is not None and self.path is not None and self.path.is_file():
             self.records = [r for r in _read(self.path) if r.get("iter", 0) <= keep_until]
             self._write()
 
@@ -31,6 +32,8 @@ class MetricsLog:
         self._write()
 
     def _write(self) -> None:
+        if self.path is None:
+            return
         write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
 
 

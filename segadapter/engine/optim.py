@@ -64,3 +64,16 @@ def _norm_param_ids(model: nn.Module) -> set[int]:
     return {id(p) for m in model.modules() if "Norm" in type(m).__name__
             for p in m.parameters(recurse=False)}
 
+
+
+def lr_by_group(optimizer: torch.optim.Optimizer, model: nn.Module) -> dict[str, float]:
+    """The current lr of each parameter group by name (`backbone`, `adapter`, `head`, ...); a name
+    whose groups have different lrs (layer-wise decay) is split by multiplier: `backbone_x0.59`."""
+    groups = []
+    for i, group in enumerate(optimizer.param_groups):
+        names = group.get("names")
+        groups.append((model.param_group(names[0]) if names else f"group{i}", group.get("lr_mult", 1.0), group["lr"]))
+    lrs: dict[str, set[float]] = {}
+    for name, _, lr in groups:
+        lrs.setdefault(name, set()).add(lr)
+    return {(name if len(lrs[name]) == 1 else f"{name}_x{mult:.3g}"): lr for name, mult, lr in groups}
