@@ -72,6 +72,10 @@ def run(args) -> int:
     try:
         trainer = Trainer(cfg, run_dir, resume=resume, dist_info=info)
         trainer.fit()
+        if trainer.stopped_by is not None:  # SIGTERM / Ctrl-C: checkpoint written, nothing more to do
+            if info.is_main:
+                print(f"stopped: {run_dir} (iteration {trainer.iteration}); run the demo again to continue")
+            return trainer.exit_code
         if not info.is_main:
             return 0
         if trainer.val_set is None:

@@ -1,7 +1,9 @@
-"""`segadapter train CONFIG [key=value ...] [--resume [RUN]] [--work-dir DIR]`.
+"""`segadapter train CONFIG [key=value ...] [--resume [RUN | auto]] [--work-dir DIR]`.
 
 Multi-GPU: `torchrun --nproc_per_node=N -m segadapter train CONFIG` (data.batch_size is the
-global batch, split across the N processes).
+global batch, split across the N processes). SIGTERM / SIGUSR1 / SIGINT stop the run after the
+current step with a checkpoint (exit code 0, or 130 for Ctrl-C); `--resume auto` in the same
+command line continues it, so a requeued cluster job needs no other command (docs/slurm_train.sbatch).
 """
 from __future__ import annotations
 
@@ -16,8 +18,11 @@ EPILOG = """examples:
   segadapter train adapt-mit_ade20k model.name=adapt-mit-b2 data.root=/data/ADEChallengeData2016
   segadapter train adapt-mit_ade20k --resume            # continue work_dirs/adapt-mit-b0_ade20k
   segadapter train --resume work_dirs/adapt-mit-b0_ade20k   # continue a run from its own config.yaml
+  segadapter train adapt-mit_ade20k --resume auto       # continue if there is a checkpoint, else start
 """
 
+
+AUTO = "auto"  # --resume auto
 
 DESCRIPTION = ("Train a model. CONFIG is a YAML file or the name of a shipped config (--list); "
                "KEY=VALUE pairs override it (values typed as YAML, e.g. optim.lr=1e-4, "
@@ -37,7 +42,9 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
 
 def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN",
-                   help="continue the run from its latest checkpoint (the run folder of CONFIG, or RUN)")
+                   help="continue the run from its latest checkpoint (the run folder of CONFIG, or RUN); "
+                        "'auto': continue the run folder of CONFIG if it has a checkpoint, else start it "
+                        "(for jobs that may be requeued)")
     p.add_argument("--work-dir", metavar="DIR", help="run folder [train.work_dir/<run name>]")
     p.add_argument("--list", action="store_true", help="list the shipped configs and exit")
 
@@ -68,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     overrides = list(args.overrides)
     resume_dir = None
+    if args.resume == AUTO:  # a word, not a folder: the run folder comes from CONFIG / --work-dir
+        if args.config is None:
+            raise ConfigError("--resume auto needs a CONFIG (it continues that config's run folder)")
+        args.resume = True
     if isinstance(args.resume, str):
         if "=" in args.resume and not Path(args.resume).exists():
             overrides.insert(0, args.resume)  # `--resume key=value`: the flag form, then an override
@@ -91,6 +102,11 @@ def run(args: argparse.Namespace) -> int:
         result = trainer.fit()
     finally:
         cleanup()
+    if trainer.stopped_by is not None:
+        if info.is_main:
+            print(f"stopped: {run_dir} (iteration {trainer.iteration}, by {trainer.stopped_by}); "
+                  "the same command with --resume auto continues it")
+        return trainer.exit_code
     if info.is_main:
         summary = f"; final val mIoU {result['mIoU']}" if result else ""
         print(f"done: {run_dir} (iteration {trainer.iteration}){summary}")

@@ -54,6 +54,9 @@ class OptimConfig:
     layer_decay: Optional[float] = None  # ConvNeXt layer-wise lr decay (0.9 in the paper); None: off
     no_decay_names: list[str] = field(default_factory=lambda: ["pos"])  # name substrings without wd
     grad_clip: Optional[float] = None  # max global grad norm; None: no clipping
+    # micro-batches of data.batch_size per optimizer step (effective batch: batch_size x this);
+    # schedule, logs and checkpoints count optimizer steps
+    accumulate_steps: int = 1
 
 
 @dataclass
@@ -78,6 +81,11 @@ class TrainConfig:
     run_name: Optional[str] = None  # None: the config file's stem
     resume: bool = False
     progress: bool = True  # tqdm bar on rank 0
+    # where logs go: jsonl (metrics.jsonl + curves.png), tensorboard (event files in the run
+    # folder); None: both, tensorboard only where it is installed (pip install segadapter[tensorboard])
+    loggers: Optional[list[Literal["jsonl", "tensorboard"]]] = None
+    tensorboard_images: int = 4  # validation images in the image | label | prediction grid; 0: none
+    max_bad_steps: int = 5  # stop after this many steps in a row with a non-finite loss or gradient
 
 
 @dataclass
@@ -227,6 +235,7 @@ def _check_values(cfg: Config, origins: Origins) -> None:
     positive = {
         "optim.lr": cfg.optim.lr, "schedule.max_iters": cfg.schedule.max_iters,
         "data.batch_size": cfg.data.batch_size, "train.log_interval": cfg.train.log_interval,
+        "optim.accumulate_steps": cfg.optim.accumulate_steps, "train.max_bad_steps": cfg.train.max_bad_steps,
     }
     for key, v in positive.items():
         if v <= 0:
@@ -235,6 +244,7 @@ def _check_values(cfg: Config, origins: Origins) -> None:
         "optim.weight_decay": cfg.optim.weight_decay, "schedule.warmup_iters": cfg.schedule.warmup_iters,
         "data.num_workers": cfg.data.num_workers, "train.eval_interval": cfg.train.eval_interval,
         "train.checkpoint_interval": cfg.train.checkpoint_interval,
+        "train.tensorboard_images": cfg.train.tensorboard_images,
     }
     for key, v in non_negative.items():
         if v < 0:
@@ -247,6 +257,8 @@ def _check_values(cfg: Config, origins: Origins) -> None:
         raise error("optim.layer_decay", f"must be in (0, 1], got {cfg.optim.layer_decay}", origins)
     if cfg.train.keep_checkpoints is not None and cfg.train.keep_checkpoints < 1:
         raise error("train.keep_checkpoints", "must be >= 1 (or null to keep all)", origins)
+    if cfg.train.loggers is not None and len(set(cfg.train.loggers)) != len(cfg.train.loggers):
+        raise error("train.loggers", f"names a logger twice: {cfg.train.loggers}", origins)
     if cfg.model.num_classes is not None and cfg.model.num_classes < 1:
         raise error("model.num_classes", f"must be >= 1, got {cfg.model.num_classes}", origins)
     if cfg.eval.mode == "slide" and (cfg.eval.crop_size is None or cfg.eval.stride is None):

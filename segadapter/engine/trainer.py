@@ -1,13 +1,17 @@
 """The iteration-based training loop (MMSeg style): step, log, evaluate, checkpoint.
 
 Run folder layout (docs/architecture.md): RUN/config.yaml, RUN/metrics.jsonl, RUN/curves.png,
-RUN/checkpoints/iter_XXXXXX/ + RUN/checkpoints/latest. Only rank 0 writes files.
+RUN/events.out.tfevents.* (TensorBoard), RUN/checkpoints/iter_XXXXXX/ + RUN/checkpoints/latest.
+Only rank 0 writes files.
+
+One iteration is one optimizer step over `optim.accumulate_steps` micro-batches. A step whose loss
+or gradient is not finite is skipped (weights, BatchNorm statistics and optimizer state untouched;
+the schedule and the data move on), and `train.max_bad_steps` of them in a row end the run. SIGTERM, SIGINT and SIGUSR1
+end it after the current step with a checkpoint (stop_signals.py). DDP ranks agree on both.
 """
 from __future__ import annotations
 
-import math
 import os
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,16 +26,18 @@ from .builders import build_datasets, build_model
 from .config import Config
 from .config_loader import config_changes, save_config
 from .data_iter import epoch_batches
-from ..runtime.distributed import DistInfo, all_gather_objects, all_reduce_mean, init_distributed, wrap_model
-from .metrics_log import METRICS_NAME, MetricsLog
-from .optim import build_optimizer
-from .plot import plot_curves
+from ..runtime.distributed import (DistInfo, all_gather_objects, all_reduce_mean, any_rank, init_distributed,
+                                   wrap_model)
+from .log_window import LogWindow
+from .optim import build_optimizer, lr_by_group
 from .rng import derive_seed, get_rng_state, seed_everything, set_rng_state
+from .run_log import CURVES_NAME, RunLog, resolve_loggers  # noqa: F401 (CURVES_NAME: part of the layout)
 from .schedule import build_scheduler
-from .step import train_step
+from .step import RunningStats, StepResult, accumulate_gradients, apply_step, gradient_norm, nonfinite_problem
+from .stop_signals import IgnoreStopSignals, StopSignals
+from .val_pictures import prediction_grid
 
 CONFIG_NAME = "config.yaml"
-CURVES_NAME = "curves.png"
 STATE_VERSION = 1
 
 
@@ -39,7 +45,9 @@ class Trainer:
     """Builds everything from a `Config` and trains into `run_dir`.
 
     `resume=True` continues from `run_dir/checkpoints/latest` (a fresh start when there is none);
-    the continued run reproduces the uninterrupted one: same batches, same RNG streams.
+    the continued run reproduces the uninterrupted one: same batches, same RNG streams, same logs.
+    After `fit()`, `stopped_by` names the signal that ended it early (None: it ran to the end) and
+    `exit_code` is what a command line should exit with.
     """
 
     def __init__(self, cfg: Config, run_dir: str | os.PathLike, resume: bool = False,
@@ -53,6 +61,8 @@ class Trainer:
             raise ConfigError(f"data.batch_size ({cfg.data.batch_size}) must be divisible by the number "
                               f"of processes ({self.dist.world_size})")
         self.batch_per_process = cfg.data.batch_size // self.dist.world_size
+        self.accumulate = cfg.optim.accumulate_steps
+        self.loggers = resolve_loggers(cfg.train.loggers)  # refuse a missing logger before writing anything
 
         seed_everything(cfg.train.seed)  # same initial weights on every rank
         self.train_set, self.val_set = build_datasets(cfg.data, cfg.train.seed)
@@ -67,6 +77,12 @@ class Trainer:
         self.scaler = grad_scaler(self.device, self.amp_dtype)
         self.loader = self._build_loader()
         self.iteration = 0
+        self.bad_steps = 0  # skipped (non-finite) steps in a row
+        self.window = LogWindow()  # loss sums since the last train record
+        self.stop_signals = StopSignals()
+        self.stopped_by: str | None = None
+        self.exit_code = 0
+        self._saved_at: int | None = None
         state = self._load_checkpoint(net) if resume else self._refuse_overwrite()
         self.model = wrap_model(net, self.dist)
         self.net = net
@@ -74,6 +90,7 @@ class Trainer:
         seed_everything(derive_seed(cfg.train.seed, self.dist.rank, 1))
         if state is not None:
             self._restore_rng(state)
+            self._restore_progress(state)
         self.log = self._prepare_run_dir(resumed=state is not None)
         self.last_eval: dict[str, Any] | None = None
 
@@ -88,12 +105,14 @@ class Trainer:
         if len(loader) == 0:
             raise ConfigError(f"the training set has {len(self.train_set)} samples per process, fewer than "
                               f"one batch of {self.batch_per_process}; lower data.batch_size")
+        if loader.num_workers > 0:  # a stop signal sent to the whole job must not kill the workers
+            loader.worker_init_fn = IgnoreStopSignals(loader.worker_init_fn)
         return loader
 
     def _refuse_overwrite(self) -> None:
         if (self.run_dir / ckpt.CHECKPOINT_DIR / ckpt.LATEST).is_file():
-            raise CheckpointError(f"{self.run_dir} already holds a training run; pass --resume to continue "
-                                  "it, or choose another --work-dir / train.run_name")
+            raise CheckpointError(f"{self.run_dir} already holds a training run; pass --resume (or --resume auto) "
+                                  "to continue it, or choose another --work-dir / train.run_name")
         return None
 
     def _load_checkpoint(self, net: torch.nn.Module) -> dict[str, Any] | None:
@@ -123,6 +142,9 @@ class Trainer:
         if state.get("batches_per_epoch") != len(self.loader):
             warnings.warn(f"batches per epoch changed ({state.get('batches_per_epoch')} -> {len(self.loader)}): "
                           "the resumed data order differs from the original run", stacklevel=2)
+        if state.get("accumulate_steps", 1) != self.accumulate:
+            warnings.warn(f"optim.accumulate_steps changed ({state.get('accumulate_steps', 1)} -> "
+                          f"{self.accumulate}): the resumed data order differs from the original run", stacklevel=2)
         self._say(f"resumed from {folder} at iteration {self.iteration}")
         return state
 
@@ -134,7 +156,14 @@ class Trainer:
             warnings.warn(f"checkpoint has RNG states of {len(states)} processes, this run has "
                           f"{self.dist.world_size}: random streams restart", stacklevel=2)
 
-    def _prepare_run_dir(self, resumed: bool) -> MetricsLog | None:
+    def _restore_progress(self, state: dict[str, Any]) -> None:
+        """The unlogged loss sums and the non-finite streak: the logs go on as if never interrupted."""
+        windows = state.get("log_window", [])
+        if len(windows) == self.dist.world_size:
+            self.window = LogWindow.from_state(windows[self.dist.rank], self.device)
+        self.bad_steps = int(state.get("bad_steps", 0))
+
+    def _prepare_run_dir(self, resumed: bool) -> RunLog | None:
         if not self.dist.is_main:
             return None
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -143,63 +172,119 @@ class Trainer:
             for change in config_changes(self.run_dir / CONFIG_NAME, self.cfg):
                 self._say(f"config changed since the run started: {change}")
         save_config(self.cfg, self.run_dir / CONFIG_NAME)
-        return MetricsLog(self.run_dir / METRICS_NAME, keep_until=self.iteration if resumed else None)
+        return RunLog(self.run_dir, self.loggers, resumed_at=self.iteration if resumed else None)
 
     # ----------------------------------------------------------------------------- loop
 
     def fit(self) -> dict[str, Any] | None:
-        """Train up to `schedule.max_iters`; returns the last validation metrics (None without val)."""
+        """Train up to `schedule.max_iters`, or until a stop signal (see `stopped_by`); returns the
+        last validation metrics (None without val)."""
         cfg, max_iters = self.cfg.train, self.cfg.schedule.max_iters
+        self.stopped_by, self.exit_code = None, 0
         if self.iteration >= max_iters:
             self._say(f"run already at iteration {self.iteration} >= schedule.max_iters; nothing to do")
             return self.last_eval
         self.model.train()
         bar = tqdm(total=max_iters, initial=self.iteration, desc="train", dynamic_ncols=True,
                    disable=not (cfg.progress and self.dist.is_main))
-        window = _Window()
-        batches = epoch_batches(self.loader, self.iteration)
+        images_per_step = self.cfg.data.batch_size * self.accumulate
+        batches = epoch_batches(self.loader, self.iteration * self.accumulate)  # micro-batches
+        self.window.restart_clock()
+        self.stop_signals = StopSignals()
         try:
-            while self.iteration < max_iters:
-                epoch, batch = next(batches)
-                lr = self.cfg.optim.lr * self.scheduler.factor()
-                losses = self.train_step(batch)
-                self.scheduler.step()
-                self.iteration += 1
-                it = self.iteration
-                window.add(losses)
-                bar.update(1)
-                if it % 10 == 0 or it == max_iters:
-                    bar.set_postfix(loss=f"{window.local_mean('loss'):.4f}", lr=f"{lr:.2e}",
-                                    img_s=f"{window.images_per_s(self.cfg.data.batch_size):.1f}")
-                if it % cfg.log_interval == 0 or it == max_iters:
-                    self._log_train(window, epoch, lr, bar)
-                    window = _Window()
-                if self.val_set is not None and (_due(it, cfg.eval_interval) or it == max_iters):
-                    self.evaluate(bar)
-                    window.restart_clock()
-                if _due(it, cfg.checkpoint_interval) or it == max_iters:
-                    self.save_checkpoint()
-                    window.restart_clock()
+            with self.stop_signals:
+                while self.iteration < max_iters:
+                    epoch, micro_batches = self._next_micro_batches(batches)
+                    lr = self.cfg.optim.lr * self.scheduler.factor()
+                    lr_groups = lr_by_group(self.optimizer, self.net)  # the lrs this step uses
+                    result = self.train_step(micro_batches)
+                    self.scheduler.step()
+                    self.iteration += 1
+                    it = self.iteration
+                    if result.problem is not None:
+                        self._skipped_step(result.problem, bar)
+                    else:
+                        self.bad_steps = 0
+                        self.window.add(result.stats)
+                    bar.update(1)
+                    if it % 10 == 0 or it == max_iters:
+                        bar.set_postfix(loss=f"{self.window.local_mean('loss'):.4f}", lr=f"{lr:.2e}",
+                                        img_s=f"{self.window.images_per_s(images_per_step):.1f}")
+                    if it % cfg.log_interval == 0 or it == max_iters:
+                        self._log_train(epoch, lr, lr_groups, bar)
+                        self.window = LogWindow()
+                    if self.val_set is not None and (_due(it, cfg.eval_interval) or it == max_iters):
+                        self.evaluate(bar)
+                        self.window.restart_clock()
+                    if _due(it, cfg.checkpoint_interval) or it == max_iters:
+                        self.save_checkpoint()
+                        self.window.restart_clock()
+                    if result.stop:
+                        self._stop_early(bar)
+                        break
         finally:
             bar.close()
+            if self.log is not None:
+                self.log.close()
         return self.last_eval
 
-    def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """One optimizer step on `batch`; returns the detached loss terms (and grad norm)."""
-        return train_step(self.model, batch, self.optimizer, self.scaler, self.device, self.amp_dtype,
-                          self.cfg.optim.grad_clip, self.cfg.train.channels_last)
+    def _next_micro_batches(self, batches) -> tuple[int, list[dict[str, Any]]]:
+        micro = [next(batches) for _ in range(self.accumulate)]
+        return micro[-1][0], [batch for _, batch in micro]
+
+    def train_step(self, micro_batches: list[dict[str, Any]]) -> StepResult:
+        """One optimizer step over `micro_batches`, or none when a loss or gradient is not finite."""
+        c = self.cfg
+        running_stats = RunningStats(self.net)
+        stats = accumulate_gradients(self.model, micro_batches, self.optimizer, self.scaler, self.device,
+                                     self.amp_dtype, c.train.channels_last)
+        stats["grad_norm"] = gradient_norm(self.optimizer, self.scaler, c.optim.grad_clip)
+        # fp16: overflowing gradients are the loss scaler's business (it skips those steps itself)
+        problem = nonfinite_problem(stats, self.optimizer, check_gradients=not self.scaler.is_enabled())
+        # One collective for both decisions: every rank skips the same steps and stops at the same one.
+        skip, stop = any_rank([problem is not None, self.stop_signals.requested], self.device)
+        apply_step(self.optimizer, self.scaler, skip)
+        if skip:
+            running_stats.restore()
+        if skip and problem is None:
+            problem = "a loss or gradient on another process is not finite"
+        return StepResult(stats, problem, stop)
 
     # ----------------------------------------------------------------------------- events
 
-    def _log_train(self, window: "_Window", epoch: int, lr: float, bar: tqdm) -> None:
-        means = {k: float(all_reduce_mean(v)) for k, v in window.means().items()}  # every rank joins
-        if not math.isfinite(means.get("loss", 0.0)):
-            raise SegAdapterError(f"training diverged: loss is {means['loss']} at iteration {self.iteration}; "
-                                  "lower optim.lr, set optim.grad_clip, or train with amp=none")
+    def _skipped_step(self, problem: str, bar: tqdm) -> None:
+        self.bad_steps += 1
+        limit = self.cfg.train.max_bad_steps
+        if self.dist.is_main:
+            self.log.append({"type": "skipped", "iter": self.iteration, "reason": problem})
+            bar.write(f"iter {self.iteration}: step skipped, {problem} ({self.bad_steps} in a row; "
+                      f"the run stops at {limit})")
+        if self.bad_steps >= limit:
+            latest = ckpt.latest_checkpoint(self.run_dir)
+            kept = f"the last checkpoint, {latest}, is intact" if latest else "no checkpoint had been written"
+            raise SegAdapterError(
+                f"training stopped: {self.bad_steps} steps in a row had a non-finite loss or gradient "
+                f"(iteration {self.iteration}: {problem}); {kept}. Lower optim.lr, set optim.grad_clip "
+                "or train with amp=none; train.max_bad_steps sets the limit")
+
+    def _stop_early(self, bar: tqdm) -> None:
+        if self._saved_at != self.iteration:
+            self.save_checkpoint()
+        self.stopped_by = self.stop_signals.name or "a stop signal to another process"
+        self.exit_code = self.stop_signals.exit_code()
+        if self.dist.is_main:
+            bar.write(f"stopped by {self.stopped_by} at iteration {self.iteration}: checkpoint "
+                      f"{ckpt.checkpoint_name(self.iteration)} written; continue with --resume auto")
+
+    def _log_train(self, epoch: int, lr: float, lr_groups: dict[str, float], bar: tqdm) -> None:
+        if self.window.count == 0:  # every step of the interval was skipped (on every rank alike)
+            return
+        means = {k: float(all_reduce_mean(v)) for k, v in self.window.means().items()}  # every rank joins
         if not self.dist.is_main:
             return
+        images_per_step = self.cfg.data.batch_size * self.accumulate
         record = {"type": "train", "iter": self.iteration, "epoch": epoch, **means, "lr": lr,
-                  "images_per_s": window.images_per_s(self.cfg.data.batch_size)}
+                  "lr_groups": lr_groups, "images_per_s": self.window.images_per_s(images_per_step)}
         if self.device.type == "cuda":
             record["max_memory_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         self.log.append(record)
@@ -222,7 +307,12 @@ class Trainer:
                           "IoU": {name: s["IoU"] for name, s in summary["per_class"].items()}}
         if self.dist.is_main:
             self.log.append(self.last_eval)
-            plot_curves(self.log.records, self.run_dir / CURVES_NAME)
+            self.log.draw_curves()
+            if self.log.tensorboard is not None and self.cfg.train.tensorboard_images > 0:
+                grid = prediction_grid(self.net, self.val_set, self.cfg.train.tensorboard_images, e, self.amp_dtype)
+                if grid is not None:
+                    self.log.add_image("val/predictions", grid, self.iteration)
+            self.log.flush()
             msg = (f"iter {self.iteration}: val mIoU {summary['mIoU']}  aAcc {summary['aAcc']}  "
                    f"mAcc {summary['mAcc']}")
             (bar.write if bar is not None else print)(msg)
@@ -230,6 +320,8 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         rng = all_gather_objects(get_rng_state())  # every rank's streams, so DDP resumes exactly too
+        windows = all_gather_objects(self.window.state())  # every rank's loss sums not logged yet
+        self._saved_at = self.iteration
         if not self.dist.is_main:
             return
         state = {
@@ -241,9 +333,13 @@ class Trainer:
             "rng": rng,
             "world_size": self.dist.world_size,
             "batches_per_epoch": len(self.loader),
+            "accumulate_steps": self.accumulate,
+            "log_window": windows,
+            "bad_steps": self.bad_steps,
         }
         ckpt.save_checkpoint(self.run_dir, self.iteration, self.net, state, self.cfg.train.keep_checkpoints)
-        plot_curves(self.log.records, self.run_dir / CURVES_NAME)
+        self.log.draw_curves()
+        self.log.flush()  # the events up to this checkpoint are on disk; a resume hides any later ones
 
     def _say(self, msg: str) -> None:
         if self.dist.is_main:
@@ -258,34 +354,6 @@ def _test_preprocessing(cfg: Config, train_set) -> dict[str, Any]:
 
 def _due(iteration: int, interval: int) -> bool:
     return interval > 0 and iteration % interval == 0
-
-
-class _Window:
-    """Loss sums over one log interval, kept on the device so steps do not synchronise."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
-        self.restart_clock()
-
-    def restart_clock(self) -> None:
-        self.start, self.timed = time.perf_counter(), 0
-
-    def add(self, stats: dict[str, torch.Tensor]) -> None:
-        for k, v in stats.items():
-            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
-        self.count += 1
-        self.timed += 1
-
-    def means(self) -> dict[str, torch.Tensor]:
-        return {k: v / max(self.count, 1) for k, v in self.sums.items()}
-
-    def local_mean(self, key: str) -> float:
-        return float(self.sums[key]) / max(self.count, 1) if key in self.sums else math.nan
-
-    def images_per_s(self, global_batch: int) -> float:
-        elapsed = time.perf_counter() - self.start
-        return global_batch * self.timed / elapsed if elapsed > 0 else 0.0
 
 
 def train(cfg: Config, run_dir: str | os.PathLike, resume: bool = False) -> dict[str, Any] | None:
