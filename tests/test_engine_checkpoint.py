@@ -29,7 +29,7 @@ def folders(run):
 def test_save_publishes_complete_folder_and_latest(tmp_path, model):
     folder = ckpt.save_checkpoint(tmp_path, 500, model, state(500))
     assert folder == tmp_path / "checkpoints" / "iter_000500"
-    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "train_state.pt"}
+    assert {p.name for p in folder.iterdir()} == {"README.md", "config.json", "model.safetensors", "train_state.pt"}
     assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "iter_000500"
     assert ckpt.latest_checkpoint(tmp_path) == folder
     assert resolve_model_dir(tmp_path) == folder  # the modeling side finds it through `latest`

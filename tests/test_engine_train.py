@@ -63,6 +63,12 @@ def test_loss_decreases_and_run_folder_is_complete(full_run):
     assert ckpts == [f"iter_{i:06d}" for i in (10, 20, 30, 40)] + ["latest"]
     model = segadapter.from_pretrained(full_run)  # resolves checkpoints/latest
     assert model.config["classes"][:2] == ["background", "disc"] and len(model.config["palette"]) == 5
+    # the checkpoint's model card carries the run's dataset and its latest validation (the Hub's reader)
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(full_run / "checkpoints" / f"iter_{MAX_ITERS:06d}" / "README.md")
+    assert card.data.datasets == ["synthetic"] and card.data.library_name == "segadapter"
+    assert {r.metric_name: r.metric_value for r in card.data.eval_results}["mIoU"] == val[-1]["mIoU"]
 
 
 def test_resume_after_kill_matches_uninterrupted_run(full_run, tmp_path, monkeypatch):

@@ -214,3 +214,11 @@ def test_every_variant_has_default_weights():
     assert published.default_weights("segformer-b5", 150).repo == "nvidia/segformer-b5-finetuned-ade-640-640"
     assert published.default_weights("segformer-b1", 19).repo == "nvidia/segformer-b1-finetuned-cityscapes-1024-1024"
     assert published.default_weights("convnext-b", 7, "in22k").repo == "facebook/convnext-base-224-22k"
+
+
+def test_config_takes_pretrained_true_and_hub_ids():
+    from segadapter.engine import load_config
+
+    assert load_config("segformer_camvid-cpu", ["model.pretrained=true"]).model.pretrained is True
+    cfg = load_config("segformer_camvid-cpu", ["model.pretrained=hf-hub:nvidia/mit-b0@main"])
+    assert cfg.model.pretrained == "hf-hub:nvidia/mit-b0@main"

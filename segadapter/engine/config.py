@@ -20,7 +20,9 @@ from ..utils.io import to_plain
 class ModelConfig:
     name: str = "segformer-b0"
     num_classes: Optional[int] = None  # None: taken from the training dataset's class list
-    pretrained: Optional[str] = None  # a local file/folder (see segadapter.create_model)
+    # true (the variant's default published weights), a named alternative ("in22k"), a hub id
+    # (hf-hub:ORG/NAME[@REV]) or a local file/folder: see segadapter.create_model
+    pretrained: Union[bool, str, None] = None
     options: dict[str, Any] = field(default_factory=dict)  # passed to create_model(**options)
 
 

@@ -68,6 +68,7 @@ class Trainer:
         self.train_set, self.val_set = build_datasets(cfg.data, cfg.train.seed)
         net = build_model(cfg.model, self.train_set.classes, self.train_set.palette).to(self.device)
         net.config["preprocessing"] = _test_preprocessing(cfg, self.train_set)  # saved with every checkpoint
+        net.config["dataset"] = cfg.data.dataset  # and the dataset, for the model card (modeling/model_card.py)
         if getattr(net, "load_report", None) is not None:
             self._say(f"pretrained: {net.load_report}")
         if cfg.train.channels_last:
@@ -305,6 +306,9 @@ class Trainer:
         self.last_eval = {"type": "val", "iter": self.iteration, "mIoU": summary["mIoU"],
                           "aAcc": summary["aAcc"], "mAcc": summary["mAcc"],
                           "IoU": {name: s["IoU"] for name, s in summary["per_class"].items()}}
+        # the latest validation travels with the next checkpoint (its model card shows it)
+        self.net.config["metrics"] = {k: summary[k] for k in ("mIoU", "aAcc", "mAcc")} | {
+            "split": self.cfg.data.val_split, "iter": self.iteration}
         if self.dist.is_main:
             self.log.append(self.last_eval)
             self.log.draw_curves()
