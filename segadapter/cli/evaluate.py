@@ -15,8 +15,8 @@ import torch
 from ..errors import ConfigError
 from ..evaluation.metrics import MIOU_RULES
 from ..modeling.vocabulary import vocabulary_of
-from ..evaluation.options import (add_inference_args, inference_options, load_model, model_preprocessing,
-                                  resolve_device, resolve_preprocessing)
+from ..evaluation.options import (add_inference_args, check_backend_options, inference_options, load_model,
+                                  model_preprocessing, resolve_device, resolve_preprocessing, run_data_config)
 
 
 def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
@@ -27,7 +27,8 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
         "(classes absent from both labels and predictions are left out of the means). An open-vocabulary "
         "model (san-*) trained on other classes is evaluated zero-shot on the dataset's class names.",
     )
-    p.add_argument("ckpt", metavar="CKPT", help="model folder (save_pretrained) or training run folder")
+    p.add_argument("ckpt", metavar="CKPT", help="model folder (save_pretrained), training run folder, or an .onnx "
+                   "file from `segadapter export` (run with ONNX Runtime)")
     p.add_argument("--data", metavar="ROOT", help="dataset root folder [a run's own data.root]")
     p.add_argument("--dataset", help="camvid, ade20k, cityscapes, coco-stuff164k, voc, pcontext59, pcontext459, "
                    "ade20k-full, coco-stuff10k, folder, ... "
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     rank = get_rank()
     try:
         model, folder = load_model(args.ckpt, device)  # compiled below, once its classes are set
-        data_cfg = _run_data_config(folder)
+        check_backend_options(model, args)
+        data_cfg = run_data_config(folder)
         name = args.dataset or data_cfg.get("dataset")
         root = args.data or data_cfg.get("root")
         if name is None or (root is None and not data_cfg):  # a run may train on file-less data
@@ -158,19 +160,6 @@ def _dataset_class_names(model, dataset_name: str, classes, placeholder: bool = 
     shown = ", ".join(own[:5]) + (", ..." if len(own) > 5 else "")
     return (f"zero-shot: segmenting {dataset_name}'s {len(names)} class names instead of the model's "
             f"{len(own)} ({shown})"), True
-
-
-def _run_data_config(model_dir) -> dict:
-    """The `data` section of the training run a checkpoint folder belongs to (RUN/checkpoints/X)."""
-    import yaml
-
-    config = model_dir.parent.parent / "config.yaml"
-    if model_dir.parent.name != "checkpoints" or not config.is_file():
-        return {}
-    try:
-        return (yaml.safe_load(config.read_text()) or {}).get("data") or {}
-    except yaml.YAMLError:
-        return {}
 
 
 def _jsonable(v):

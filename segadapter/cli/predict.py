@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from ..modeling.vocabulary import require_vocabulary
-from ..evaluation.options import (add_inference_args, inference_options, load_model,
+from ..evaluation.options import (add_inference_args, check_backend_options, inference_options, load_model,
                                   model_preprocessing, read_class_names, resolve_device, resolve_preprocessing)
 
 MAX_PNG_CLASSES = 65535  # class-id PNGs: 8-bit up to 255 classes (255 = ignore), else 16-bit (65535 = ignore)
@@ -32,7 +32,8 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
         "A-847's names) and NAME_overlay.png to --out. All inputs are checked "
         "before anything is written: one unreadable input stops the run (exit 2) with no output.",
     )
-    p.add_argument("ckpt", metavar="CKPT", help="model folder (save_pretrained) or training run folder")
+    p.add_argument("ckpt", metavar="CKPT", help="model folder (save_pretrained), training run folder, or an .onnx "
+                   "file from `segadapter export` (run with ONNX Runtime)")
     p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIR", help="image files and/or folders of images")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--opacity", type=float, default=0.5, help="overlay colour weight, 0-1 [0.5]")
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     _check_outputs(images, out_dir, args.overlay_format)
     model, folder = load_model(args.ckpt, device, compile=False)
+    check_backend_options(model, args)
     if classes is not None:
         # a fixed-class model, or a SAN without CLIP weights: one line, before any work
         classes = require_vocabulary(model, flag).require(classes, flag)
@@ -81,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     palette = _palette(args.palette, len(classes) if classes else model.num_classes,
                        f"{flag} names" if classes else "the model predicts")
     if palette is None and classes is None and pre.palette is not None and len(pre.palette) < model.num_classes:
-        raise ConfigError(f"{folder}/config.json palette has {len(pre.palette)} colours but the model predicts "
+        where = folder if folder.is_file() else folder / "config.json"  # an .onnx file carries its record
+        raise ConfigError(f"{where} palette has {len(pre.palette)} colours but the model predicts "
                           f"{model.num_classes} classes")
     inferencer = Inferencer(model, device=device, amp=options["amp_dtype"], preprocessing=pre,
                             scales=options["scales"], classes=classes, palette=palette,

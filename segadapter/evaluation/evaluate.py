@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from ..runtime.distributed import get_rank, get_world_size, unwrap
 from .inference import check_inference_args, eval_mode, inference
+from ..inference.segment import device_of
 from ..errors import ConfigError
 from .metrics import MIOU_RULES, ConfusionMatrix, MetricResult
 
@@ -48,7 +49,7 @@ def evaluate(
     net = unwrap(model)  # DDP's forward adds nothing at inference; the bare module is simpler
     if device is not None:
         net.to(device)
-    dev = next(net.parameters()).device
+    dev = device_of(net, torch.device(device) if device is not None else torch.device("cpu"))
     k = num_classes or getattr(net, "num_classes", None) or len(dataset.classes)
     names = class_names or getattr(dataset, "classes", None)
     metric = ConfusionMatrix(k, ignore_index=getattr(dataset, "ignore_index", 255), device=dev)

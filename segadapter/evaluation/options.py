@@ -13,6 +13,7 @@ from torch import nn
 from ..runtime.amp import AMP_DTYPES
 from ..errors import ConfigError
 from ..modeling.vocabulary import check_names
+from ..inference.onnx_network import check_torch_only_options, is_onnx_path, load_onnx_network
 from ..inference.preprocess import Preprocessing, preprocessing_of
 from .inference import MODES, check_inference_args
 
@@ -73,9 +74,15 @@ def inference_options(args: argparse.Namespace, pre: Preprocessing) -> dict[str,
 
 
 def load_model(ckpt: str, device: torch.device, compile: bool = False) -> tuple[nn.Module, Path]:
-    """CKPT (model folder or training run folder) -> (model in eval mode on `device`, its folder);
-    with `compile`, wrapped by `segadapter.utils.compile.compile_for_inference`. The model's
-    preprocessing record: `model_preprocessing(folder)`."""
+    """CKPT (model folder, training run folder, or an `.onnx` file from `segadapter export`) ->
+    (model in eval mode on `device`, its folder or file); with `compile`, wrapped by
+    `segadapter.utils.compile.compile_for_inference`. An `.onnx` file gives an `OnnxNetwork`: ONNX
+    Runtime runs it where the torch model would run, on the CPU. The model's preprocessing record:
+    `model_preprocessing(model, folder)`."""
+    if is_onnx_path(ckpt):
+        network = load_onnx_network(ckpt)
+        check_torch_only_options(network, compile=compile, what="--compile")
+        return network, network.path
     from ..modeling import hub  # deferred: keeps `segadapter --help` fast
     from ..modeling.factory import from_pretrained
 
@@ -86,6 +93,27 @@ def load_model(ckpt: str, device: torch.device, compile: bool = False) -> tuple[
 
         model = compile_for_inference(model, device)
     return model, folder
+
+
+def check_backend_options(model: nn.Module, args: argparse.Namespace) -> None:
+    """--amp / --compile only apply to PyTorch models: one ConfigError for an ONNX file."""
+    asked = [flag for flag, on in (("--amp " + str(args.amp), args.amp != "none"), ("--compile", args.compile)) if on]
+    if asked:
+        check_torch_only_options(model, args.amp, args.compile, " and ".join(asked))
+
+
+def run_data_config(model_dir: Path) -> dict:
+    """The `data` section of the training run a checkpoint folder belongs to (RUN/checkpoints/X);
+    {} for any other folder or file."""
+    import yaml
+
+    config = model_dir.parent.parent / "config.yaml"
+    if model_dir.parent.name != "checkpoints" or not config.is_file():
+        return {}
+    try:
+        return (yaml.safe_load(config.read_text()) or {}).get("data") or {}
+    except yaml.YAMLError:
+        return {}
 
 
 def model_preprocessing(model: nn.Module, folder: Path) -> Preprocessing:

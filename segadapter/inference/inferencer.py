@@ -25,6 +25,7 @@ from torch import nn
 from ..errors import ConfigError, SegAdapterError
 from ..modeling.vocabulary import require_vocabulary, vocabulary_of
 from ..runtime.amp import AMP_DTYPES
+from .onnx_network import OnnxNetwork, check_torch_only_options, is_onnx_path, load_onnx_network
 from .preprocess import Preprocessing, preprocessing_of
 from .runner import BatchRunner
 from .sources import Source, collect
@@ -53,8 +54,9 @@ class Prediction:
 class Inferencer:
     """Segment images with a model and its preprocessing record.
 
-    `model`: a model (any module whose eval forward returns (B, K, h, w) logits) or a model /
-    training run folder. `device` default: CUDA if available, else CPU. `amp`: "bf16"/"fp16"
+    `model`: a model (any module whose eval forward returns (B, K, h, w) logits), a model /
+    training run folder, or an `.onnx` file from `segadapter export` (run by ONNX Runtime on the
+    CPU, fp32 or int8 as exported; `amp` and `compile` do not apply). `device` default: CUDA if available, else CPU. `amp`: "bf16"/"fp16"
     autocast for the network. `preprocessing`: overrides the model's record (see `Preprocessing`;
     use `inferencer.preprocessing.replace(scale=(W, H))` to change one thing). `scales`: multi-scale
     test. `classes`: class names for open-vocabulary models (those with a `vocabulary`).
@@ -68,9 +70,15 @@ class Inferencer:
                  compile: bool = False):
         from ..runtime.device import resolve_device
 
+        if is_onnx_path(model):  # an exported graph: ONNX Runtime on the CPU, no torch model
+            model = load_onnx_network(model)
+            device = "cpu" if device is None else device
+        check_torch_only_options(model, amp, compile)
         self.device = resolve_device(None if device is None else str(device))
         self.amp_dtype = _amp(amp, self.device)
-        if isinstance(model, (str, os.PathLike)):
+        if isinstance(model, OnnxNetwork):
+            record = preprocessing_of(model, source=str(model.path))
+        elif isinstance(model, (str, os.PathLike)):
             from ..modeling import hub
             from ..modeling.factory import from_pretrained
 

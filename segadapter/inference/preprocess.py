@@ -199,9 +199,12 @@ def preprocessing_of(model_or_config: Any, source: str | None = None) -> Preproc
         return pre.replace(**fill) if fill else pre
     if source is not None and str(source) not in _warned:
         _warned.add(str(source))
+        where = ("its metadata has no preprocessing record (exported from a model without one)"
+                 if str(source).lower().endswith(".onnx") else
+                 "config.json has no preprocessing record (a folder from before segadapter kept one, or saved "
+                 "without preprocessing=...)")
         warnings.warn(LegacyPreprocessingWarning(
-            f"{source}: config.json has no preprocessing record (a folder from before segadapter kept one, "
-            "or saved without preprocessing=...), so it runs as before: images at their own size (eval: "
+            f"{source}: {where}, so it runs as before: images at their own size (eval: "
             "the training run's data.scale), ImageNet mean/std, whole image; --scale W H resizes"), stacklevel=2)
     # a model class may name its own defaults (e.g. CLIP's mean/std) for instances without a record
     own = None if isinstance(model_or_config, Mapping) else getattr(model_or_config, "default_preprocessing", None)

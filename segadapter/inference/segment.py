@@ -79,7 +79,7 @@ def inference(
     """
     crop, step = check_inference_args(mode, crop_size, stride, scales)
     single = image.dim() == 3
-    x = (image[None] if single else image).to(_device_of(model, image.device), torch.float32)
+    x = (image[None] if single else image).to(device_of(model, image.device), torch.float32)
     h, w = x.shape[-2:]
     size = (int(out_size[0]), int(out_size[1])) if out_size is not None else (h, w)
     tta = is_tta(flip, scales)
@@ -177,7 +177,8 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-def _device_of(model: nn.Module, default: torch.device) -> torch.device:
+def device_of(model: nn.Module, default: torch.device) -> torch.device:
+    """Where the model's tensors are (`default` for one without any)."""
     for t in model.parameters():
         return t.device
     for t in model.buffers():
