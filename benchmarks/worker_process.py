@@ -64,9 +64,10 @@ def interleaved(script: str, specs: dict[str, dict], rounds: int, warmup: int = 
 
 
 # ----------------------------------------------------------------------------- the child's side
-def serve(build: Callable[[], Callable[[], object]]) -> None:
+def serve(build: Callable[[], Callable[[], object] | dict[str, Callable[[], object]]]) -> None:
     """Build the timed callable, say `ready`, then answer `run` (ms of one call) and `mem` (peak
-    extra MB since ready: the high-water RSS minus the RSS after building) until anything else."""
+    extra MB since ready: the high-water RSS minus the RSS after building) until anything else.
+    A build may return several callables by name: `run NAME` times that one."""
     proto = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # library chatter on stdout must not mix with the protocol
     fn = build()
@@ -75,9 +76,11 @@ def serve(build: Callable[[], Callable[[], object]]) -> None:
     before = status_mb("VmRSS")
     print("ready", file=proto, flush=True)
     for line in sys.stdin:
-        if line.strip() == "run":
+        command, _, name = line.strip().partition(" ")
+        if command == "run":
+            call = fn[name] if name else fn
             t = time.perf_counter()
-            fn()
+            call()
             print((time.perf_counter() - t) * 1e3, file=proto, flush=True)
         elif line.strip() == "mem":
             print(status_mb("VmHWM") - before, file=proto, flush=True)

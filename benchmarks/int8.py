@@ -1,0 +1,433 @@
+"""CPU deployment, measured: our torch fp32, torch bf16 (eager and + torch.compile), ONNX Runtime
+fp32 and ONNX Runtime int8 - the default rule, and `--int8-rule all` (every op type ONNX Runtime
+quantizes, nothing kept fp32) - on the CamVid study's models, all in one run.
+
+For each model: export fp32 and both int8 files (`segadapter export --int8` in Python: static
+QDQ, per-channel weights, calibrated on `--calib-images` train images through the model's
+preprocessing record), then
+- val mIoU of every path, through `segadapter.evaluation.evaluate` (the `eval` command's loop; an
+  .onnx runs as `segadapter eval out.onnx` runs it);
+- ORT fp32 against torch fp32 (max abs logit difference) and int8 against ORT fp32 (pixels with
+  the same label) on full val frames;
+- latency (batch 1) and throughput (batch 8) at 480x360 (full CamVid frames): each path in its own
+  worker process (`worker_process.py`), timed round-robin (A B C, B C A, ...) so a slow spell of
+  the machine hits all alike; a latency turn is `--burst` calls back to back, the last one timed (a
+  throughput turn one call); medians.
+Every worker runs under the allocator settings the CLI applies (`segadapter.utils.malloc`) and
+with torch's thread count. The report states the CPU's int8/bf16 ISA (AVX-512 VNNI, AMX), since
+int8 speed-ups depend on it, and checks the issue's targets.
+
+    python benchmarks/int8.py --data ../shared/data/camvid             # train what is missing (seed 0), measure
+    python benchmarks/int8.py --runs work_dirs/a work_dirs/b           # existing run (or model) folders
+    python benchmarks/int8.py --models segformer-b0 --iters 200        # a quick look: a short schedule
+    python benchmarks/int8.py --quick ...                              # tiny schedule, few rounds (a smoke run)
+
+Models are trained with benchmarks/camvid_study.py's recipe (`train_one`, the `*_camvid-cpu`
+configs) into `--train-out` (runs with a result.json are reused). Results: JSON per model, all of
+it in results.json, and table.md under `--out` (benchmarks/results/int8/); the .onnx files go to
+`--work` (work_dirs/int8_benchmark/).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from worker_process import Worker, serve  # benchmarks/ is on sys.path when a script runs
+
+PATHS = ("torch-fp32", "torch-bf16", "torch-bf16-compile", "ort-fp32", "ort-int8", "ort-int8-all")
+ORT_FILES = {"ort-fp32": "fp32.onnx", "ort-int8": "int8.onnx", "ort-int8-all": "int8-all.onnx"}
+ISSUE_MODELS = ["segformer-b0", "adapt-mit-b0", "segdeformer-mit-b0", "segvit-vit-t"]
+TARGETS = {"int8_vs_ort_fp32": 2.0, "int8_vs_best_torch": 1.5, "miou_drop": 1.0, "ort_fp32_diff": 1e-4}
+
+
+# ----------------------------------------------------------------------------- child side
+def _build(spec: dict):
+    """The callables a worker times, one per batch size: the network on `spec["frames"]`."""
+    import numpy as np
+
+    from segadapter.utils.malloc import tune_malloc
+
+    tune_malloc()  # as the CLI's eval / predict run
+    frames = np.load(spec["frames"])
+    batches = {str(b): np.ascontiguousarray(np.resize(frames, (b, *frames.shape[1:]))) for b in spec["batches"]}
+    path = spec["path"]
+    if path.startswith("ort"):
+        from segadapter.inference.onnx_network import INPUT, OUTPUT, open_session
+
+        session = open_session(Path(spec["file"]), spec.get("threads"))
+        return {b: (lambda x=x: session.run([OUTPUT], {INPUT: x})) for b, x in batches.items()}
+    import torch
+
+    import segadapter
+
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    model = segadapter.from_pretrained(spec["model_dir"]).eval()
+    bf16 = "bf16" in path
+    if path.endswith("compile"):
+        from segadapter.utils.compile import compile_for_inference
+
+        model = compile_for_inference(model)
+    calls = {}
+    for b, x in batches.items():
+        t = torch.from_numpy(x)
+
+        def run(t=t):
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                return model(t)
+        run()  # a compiled path compiles each shape here, before the timed rounds
+        calls[b] = run
+    return calls
+
+
+def worker(spec: dict) -> None:
+    serve(lambda: _build(spec))
+
+
+# ----------------------------------------------------------------------------- machine
+def machine() -> dict:
+    import onnxruntime
+    import torch
+
+    from segadapter.utils.cpu_isa import cpu_model, isa_summary
+
+    return {"cpu": cpu_model(), "isa": isa_summary(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+# ----------------------------------------------------------------------------- the models
+def trained_runs(args) -> dict[str, Path]:
+    """model name -> run folder: `--runs` as given, else camvid_study's recipe (seed `--seed`),
+    training only what `--train-out` lacks."""
+    if args.runs:
+        return {_run_model_name(Path(r)): Path(r) for r in args.runs}
+    from camvid_study import train_one
+
+    out = Path(args.train_out or (f"work_dirs/int8_benchmark/runs_iters{args.iters}" if args.iters
+                                  else "benchmarks/results/int8/runs"))
+    runs = {}
+    for model in args.models:
+        print(f"[{model}] training with the CamVid study recipe (seed {args.seed}) in {out} unless done", flush=True)
+        train_one(model, args.seed, args.data, out, args.iters, [])
+        runs[model] = out / f"{model}_seed{args.seed}"
+    return runs
+
+
+def _run_model_name(run: Path) -> str:
+    from segadapter.modeling.hub import resolve_model_dir
+
+    return json.loads((resolve_model_dir(run) / "config.json").read_text())["name"]
+
+
+def model_folder(run: Path) -> Path:
+    from segadapter.errors import SegAdapterError
+    from segadapter.modeling.hub import resolve_model_dir
+
+    try:
+        return resolve_model_dir(run)
+    except SegAdapterError as e:
+        hint = (" (its result.json came without the checkpoint, which is not committed: delete result.json to "
+                "retrain, or pass --runs)") if (run / "result.json").is_file() else ""
+        raise SystemExit(f"{run}: {e}{hint}") from None
+
+
+def dataset_of(folder: Path, args) -> tuple[str, str, dict]:
+    """(dataset name, root, options) of the run the model folder came from (camvid and --data otherwise)."""
+    from segadapter.evaluation.options import run_data_config
+
+    data = run_data_config(folder)
+    return data.get("dataset") or "camvid", args.data or data.get("root"), data.get("options") or {}
+
+
+def export_all(model, pre, dataset: tuple, work: Path, args) -> dict:
+    """fp32.onnx, int8.onnx (default rule) and int8-all.onnx in `work`, both int8 files calibrated
+    on the same recorded network inputs."""
+    from segadapter.export.calibration import calibration_tensors
+    from segadapter.export.int8 import export_int8
+    from segadapter.export.quantize import quantize_int8
+
+    name, root, options = dataset
+    images = calibration_tensors(root, pre, args.calib_images, name, "train", options)
+    size = pre.resized_size(*args.size)
+    default, inputs = export_int8(model, work / ORT_FILES["ort-int8"], images, pre, method=args.calib_method,
+                                  sample_size=size, fp32_path=work / ORT_FILES["ort-fp32"])
+    every = quantize_int8(work / ORT_FILES["ort-fp32"], work / ORT_FILES["ort-int8-all"], inputs,
+                          args.calib_method, rule="all")
+    return {"calibration_inputs": default.calibration_inputs, "default_rule": default.plan.summary(),
+            "default_kept_fp32": default.plan.keep, "all_rule": every.plan.summary()}
+
+
+# ----------------------------------------------------------------------------- accuracy
+def timing_frames(dataset: tuple, pre, count: int, size: tuple[int, int], work: Path) -> Path:
+    """The first val frames at `size` (H, W), normalised by the record: what every path is timed on."""
+    import numpy as np
+
+    from segadapter.data import build_dataset
+
+    name, root, options = dataset
+    fixed = pre.replace(scale=(size[1], size[0]), keep_ratio=False, short_side=None, max_size=None)
+    val = build_dataset(name, root, "val", fixed.transforms(), **options)
+    frames = np.stack([val[i]["image"].numpy() for i in range(min(count, len(val)))])
+    path = work / f"frames_{size[0]}x{size[1]}.npy"
+    np.save(path, frames)
+    return path
+
+
+def accuracy(model, pre, dataset: tuple, work: Path, frames: Path, args) -> dict:
+    """val mIoU of every path (compile: the bf16 number; its graph computes what eager bf16 does),
+    ORT fp32 vs torch, int8 vs ORT fp32."""
+    import numpy as np
+    import torch
+    from torch.utils.data import Subset
+
+    from segadapter.data import build_dataset
+    from segadapter.evaluation import evaluate
+    from segadapter.export.int8 import agreement
+    from segadapter.inference.onnx_network import load_onnx_network
+
+    name, root, options = dataset
+    full = build_dataset(name, root, "val", pre.transforms(), **options)
+    val = full
+    if args.val_images:
+        val = Subset(full, range(min(args.val_images, len(full))))
+        val.classes, val.ignore_index = full.classes, full.ignore_index
+    nets = {p: load_onnx_network(work / f) for p, f in ORT_FILES.items()}
+    runs = {"torch-fp32": (model, None), "torch-bf16": (model, torch.bfloat16),
+            **{p: (net, None) for p, net in nets.items()}}
+    out: dict = {"val_images": len(val), "miou": {}}
+    for path, (net, amp) in runs.items():
+        if path in args.paths or path == "torch-fp32":
+            result = evaluate(net, val, amp_dtype=amp, progress=False, **pre.inference_kwargs())
+            out["miou"][path] = 100 * result.mIoU
+            print(f"  {path:<18} val mIoU {100 * result.mIoU:.2f}", flush=True)
+    if "torch-bf16-compile" in args.paths and "torch-bf16" in out["miou"]:
+        out["miou"]["torch-bf16-compile"] = out["miou"]["torch-bf16"]
+    x = torch.from_numpy(np.load(frames))
+    with torch.inference_mode():
+        ref = torch.cat([model(x[i:i + 1]) for i in range(len(x))])
+    inputs = [x[i:i + 1].numpy() for i in range(len(x))]
+    out["ort_fp32_vs_torch_max_abs_diff"] = float((nets["ort-fp32"](x) - ref).abs().max())
+    for path in ("ort-int8", "ort-int8-all"):
+        agree = agreement(nets["ort-fp32"], nets[path], inputs)
+        out[f"{path}_vs_ort_fp32"] = {"pixels_agree": agree.pixels, "max_abs_diff": agree.max_abs_diff,
+                                      "frames": agree.inputs}
+    return out
+
+
+# ----------------------------------------------------------------------------- speed
+def timings(model_dir: Path, work: Path, frames: Path, args) -> dict:
+    """Median / best ms per call and peak extra MB of each path at each batch size, round-robin."""
+    workers: dict[str, Worker] = {}
+    failed: dict[str, str] = {}
+    base = {"frames": str(frames), "batches": args.batch, "model_dir": str(model_dir), "threads": args.threads}
+    try:
+        for path in args.paths:  # started one by one: loading (and compiling) must not overlap
+            spec = {**base, "path": path, "file": str(work / ORT_FILES.get(path, ""))}
+            worker = Worker(__file__, spec, env=_env())
+            try:
+                if worker.read() != "ready":
+                    raise RuntimeError("did not say ready")
+                workers[path] = worker
+            except RuntimeError as e:
+                failed[path] = str(e).strip().splitlines()[-1][:300]
+                print(f"  {path}: not timed ({failed[path]})", flush=True)
+                worker.close()
+        names = list(workers)
+        result: dict = {p: {"not_timed": why} for p, why in failed.items()}
+        for p in names:
+            result[p] = {}
+        for batch in args.batch:
+            for n in names:
+                for _ in range(args.warmup):
+                    workers[n].ask(f"run {batch}")
+            burst = args.burst if batch == args.batch[0] else 1  # a throughput batch is long enough alone
+            times: dict[str, list[float]] = {n: [] for n in names}
+            for r in range(args.rounds):
+                for n in names[r % len(names):] + names[:r % len(names)]:
+                    times[n].append([float(workers[n].ask(f"run {batch}")) for _ in range(burst)][-1])
+            for n in names:
+                med = statistics.median(times[n])
+                result[n][f"batch{batch}"] = {"median_ms": med, "best_ms": min(times[n]),
+                                              "images_per_s": 1e3 * batch / med, "rounds": len(times[n])}
+        for n in names:
+            result[n]["peak_extra_mb"] = float(workers[n].ask("mem"))
+        return result
+    finally:
+        for w in workers.values():
+            w.close()
+
+
+def _env() -> dict:
+    from segadapter.utils import malloc
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env.update(malloc.environment(), SEGADAPTER_TUNE_MALLOC="1")
+    return env
+
+
+# ----------------------------------------------------------------------------- report
+def targets(model: str, row: dict, batches: list[int]) -> dict:
+    """The issue's targets for one model: speed-ups at each batch size, mIoU drop, fp32 parity."""
+    speed, miou = row["speed"], row["accuracy"]["miou"]
+    checks: dict = {}
+    int8 = speed.get("ort-int8", {})
+    for b in batches:
+        key = f"batch{b}"
+        if key not in int8:
+            continue
+        ort = speed.get("ort-fp32", {}).get(key)
+        torch_paths = {p: s[key]["median_ms"] for p, s in speed.items() if p.startswith("torch") and key in s}
+        if ort:
+            checks[f"int8_vs_ort_fp32_{key}"] = _check(ort["median_ms"] / int8[key]["median_ms"],
+                                                       TARGETS["int8_vs_ort_fp32"])
+        if torch_paths and _is_mit(model):
+            best = min(torch_paths, key=torch_paths.get)
+            checks[f"int8_vs_best_torch_{key}"] = {**_check(torch_paths[best] / int8[key]["median_ms"],
+                                                            TARGETS["int8_vs_best_torch"]), "best_torch": best}
+    if "ort-int8" in miou:
+        drop = miou["torch-fp32"] - miou["ort-int8"]
+        checks["miou_drop"] = {"value": drop, "target": TARGETS["miou_drop"], "met": drop <= TARGETS["miou_drop"]}
+    diff = row["accuracy"]["ort_fp32_vs_torch_max_abs_diff"]
+    checks["ort_fp32_diff"] = {"value": diff, "target": TARGETS["ort_fp32_diff"], "met": diff <= TARGETS["ort_fp32_diff"]}
+    return checks
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _check(ratio: float, target: float) -> dict:
+    return {"value": ratio, "target": target, "met": ratio >= target}
+
+
+def _is_mit(model: str) -> bool:
+    return model.startswith("segformer") or "-mit-" in model
+
+
+def table(results: dict, settings: dict) -> str:
+    m = results["machine"]
+    isa = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in m["isa"].items())
+    b1, bn = settings["batch"][0], settings["batch"][-1]
+    h, w = settings["size"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores ({m['threads']} threads); {isa}; torch {m['torch']}, "
+             f"onnxruntime {m['onnxruntime']}; {m['date']}",
+             f"Timed at {w}x{h}, batch {b1} (latency) and {bn} (throughput), {settings['rounds']} interleaved rounds, "
+             f"medians; val mIoU with each model's preprocessing record; int8 calibrated ({settings['calib_method']}) "
+             f"on {settings['calib_images']} train images.", "",
+             f"| model | path | latency b{b1} (ms) | throughput b{bn} (img/s) | x ORT fp32 (b{b1} / b{bn}) | "
+             "val mIoU | mIoU - torch fp32 | peak extra MB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for model, row in results["models"].items():
+        speed, miou = row["speed"], row["accuracy"]["miou"]
+        ort = speed.get("ort-fp32", {})
+        for path in PATHS:
+            if path not in speed and path not in miou:
+                continue
+            s = speed.get(path, {})
+            lat, thr = s.get(f"batch{b1}", {}), s.get(f"batch{bn}", {})
+            ratio = "-"
+            if lat and ort.get(f"batch{b1}") and thr and ort.get(f"batch{bn}"):
+                ratio = (f"{ort[f'batch{b1}']['median_ms'] / lat['median_ms']:.2f}x / "
+                         f"{ort[f'batch{bn}']['median_ms'] / thr['median_ms']:.2f}x")
+            mi = miou.get(path)
+            delta = None if mi is None else mi - miou["torch-fp32"]
+            timed = " (not timed)" if "not_timed" in s else ""
+            lines.append(f"| `{model}` | {path}{timed} | {_fmt(lat.get('median_ms'), '.1f')} | "
+                         f"{_fmt(thr.get('images_per_s'), '.1f')} | {ratio} | {_fmt(mi, '.2f')} | {_fmt(delta, '+.2f')} | "
+                         f"{_fmt(s.get('peak_extra_mb'), '.0f')} |")
+    lines += ["", "Targets (issue 23): ORT int8 >= 2x ORT fp32 and >= 1.5x the best torch path (MiT models); "
+              "mIoU within 1.0 of fp32; ORT fp32 within 1e-4 of torch.", ""]
+    for model, row in results["models"].items():
+        acc = row["accuracy"]
+        agree = ", ".join(f"{p} {100 * acc[f'{p}_vs_ort_fp32']['pixels_agree']:.2f}%"
+                          for p in ("ort-int8", "ort-int8-all"))
+        checks = "; ".join(f"{k} {v['value']:.3g} ({'met' if v['met'] else 'NOT met'}"
+                           f"{', vs ' + v['best_torch'] if 'best_torch' in v else ''})" for k, v in row["targets"].items())
+        lines.append(f"- `{model}`: {checks}. Labels as ORT fp32's on the timed val frames: {agree}. "
+                     f"Default rule: {row['export']['default_rule']}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- main
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--data", default="../shared/data/camvid", help="CamVid root [../shared/data/camvid]")
+    p.add_argument("--runs", nargs="+", metavar="RUN", help="trained run / model folders (no training)")
+    p.add_argument("--models", nargs="+", default=ISSUE_MODELS, help=f"models to train when no --runs [{' '.join(ISSUE_MODELS)}]")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iters", type=int, help="override the recipe's schedule (a quick look)")
+    p.add_argument("--train-out", help="where models are trained [benchmarks/results/int8/runs; with --iters "
+                   "work_dirs/int8_benchmark/runs_itersN]")
+    p.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS, help="paths to time [all]")
+    p.add_argument("--size", type=int, nargs=2, default=[360, 480], metavar=("H", "W"), help="timed input [360 480]")
+    p.add_argument("--batch", type=int, nargs=2, default=[1, 8], metavar=("LATENCY", "THROUGHPUT"), help="[1 8]")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--burst", type=int, default=3,
+                   help="latency: calls per turn, the last one timed (throughput: one) [3]")
+    p.add_argument("--threads", type=int, help="threads of every path [torch's default]")
+    p.add_argument("--calib-images", type=int, default=64)
+    p.add_argument("--calib-method", default="minmax", choices=["minmax", "entropy", "percentile"])
+    p.add_argument("--val-images", type=int, help="evaluate on the first N val images only [all]")
+    p.add_argument("--work", default="work_dirs/int8_benchmark", help=".onnx files and timing frames")
+    p.add_argument("--out", default="benchmarks/results/int8", help="JSON results and table.md")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 20 training iterations, 8 calibration and 8 val images, 2 rounds, bursts of 1")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.iters = args.iters or 20
+        args.calib_images, args.val_images = min(args.calib_images, 8), args.val_images or 8
+        args.rounds, args.warmup, args.burst = 2, 1, 1
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    if args.worker:
+        worker(json.loads(args.worker))
+        return 0
+    import segadapter
+    from segadapter.inference.preprocess import preprocessing_of
+    from segadapter.utils.cpu_isa import describe_isa
+    from segadapter.utils.io import write_json_atomic, write_text_atomic
+
+    settings = {k: getattr(args, k) for k in ("size", "batch", "rounds", "warmup", "burst", "calib_images",
+                                              "calib_method", "val_images", "paths", "iters", "seed")}
+    results = {"machine": machine(), "settings": settings, "models": {}}
+    print(f"CPU: {results['machine']['cpu']}; {describe_isa()}", flush=True)
+    out, work_root = Path(args.out), Path(args.work)
+    for model_name, run in trained_runs(args).items():
+        folder = model_folder(run)
+        model = segadapter.from_pretrained(folder).eval()
+        pre = preprocessing_of(model, source=str(folder))
+        dataset = dataset_of(folder, args)
+        work = work_root / model_name
+        work.mkdir(parents=True, exist_ok=True)
+        print(f"[{model_name}] {folder}: exporting fp32 and int8", flush=True)
+        row = {"run": str(run), "model_folder": str(folder), "export": export_all(model, pre, dataset, work, args)}
+        frames = timing_frames(dataset, pre, max(args.batch), tuple(args.size), work)
+        print(f"[{model_name}] accuracy", flush=True)
+        row["accuracy"] = accuracy(model, pre, dataset, work, frames, args)
+        del model
+        print(f"[{model_name}] timing {', '.join(args.paths)}", flush=True)
+        row["speed"] = timings(folder, work, frames, args)
+        row["targets"] = targets(model_name, row, args.batch)
+        results["models"][model_name] = row
+        write_json_atomic(out / f"{model_name}.json", {"machine": results["machine"], "settings": settings, **row})
+    text = table(results, settings)
+    write_json_atomic(out / "results.json", results)
+    write_text_atomic(out / "table.md", text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""`benchmarks/int8.py --quick` end to end on a tiny trained run and a few real CamVid frames: the
+fp32 / int8 exports, val mIoU of every path, parity, the interleaved timing workers, the table with
+the CPU's ISA, and the JSON results (the real run trains the CamVid study's models and takes about
+2 h with its training, about 30 min with --runs; this takes seconds and times nothing worth reading)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from onnx_helpers import CAMVID, mini_camvid, tiny_trained_run
+
+pytest.importorskip("onnxruntime")
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.skipif(CAMVID is None, reason="CamVid not found (../shared/data/camvid)"),
+              pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="workers need Linux /proc")]
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+PATHS = ["torch-fp32", "torch-bf16", "ort-fp32", "ort-int8", "ort-int8-all"]
+
+
+def _script(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # as when the script runs: worker_process, camvid_study
+    spec = importlib.util.spec_from_file_location("int8_benchmark", BENCHMARKS / "int8.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_quick_mode_measures_every_path_and_writes_the_results(monkeypatch, tmp_path, capsys):
+    data = mini_camvid(tmp_path / "camvid", train=8, val=3)
+    run = tiny_trained_run(tmp_path / "run", data, steps=10)
+    script = _script(monkeypatch)
+    out = tmp_path / "results"
+    code = script.main(["--runs", str(run), "--data", str(data), "--quick", "--paths", *PATHS, "--batch", "1", "2",
+                        "--size", "120", "160", "--threads", "1", "--work", str(tmp_path / "work"), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["machine"]["isa"]) >= {"AVX-512 VNNI", "AMX-INT8", "AMX-BF16"}
+    row = results["models"]["segformer-b0"]
+    assert json.loads((out / "segformer-b0.json").read_text())["speed"] == row["speed"]
+    for path in PATHS:
+        for batch in ("batch1", "batch2"):
+            timing = row["speed"][path][batch]
+            assert timing["median_ms"] > 0 and timing["rounds"] == 2
+        assert 0 <= row["accuracy"]["miou"][path] <= 100
+    assert row["accuracy"]["val_images"] == 3
+    assert row["accuracy"]["ort_fp32_vs_torch_max_abs_diff"] < 1e-4
+    assert row["accuracy"]["ort-int8_vs_ort_fp32"]["pixels_agree"] > 0.9
+    assert row["export"]["calibration_inputs"] == 8
+    assert {"int8_vs_ort_fp32_batch1", "int8_vs_best_torch_batch2", "miou_drop", "ort_fp32_diff"} <= set(row["targets"])
+    table = (out / "table.md").read_text()
+    assert table.strip() in printed and "AVX-512 VNNI" in table and "| `segformer-b0` | ort-int8 |" in table
+    assert sorted(p.name for p in (tmp_path / "work" / "segformer-b0").glob("*.onnx")) == [
+        "fp32.onnx", "int8-all.onnx", "int8.onnx"]
+
+
+def test_a_run_without_its_checkpoint_is_named(monkeypatch, tmp_path):
+    """A study run whose result.json came through git without the (ignored) checkpoint."""
+    script = _script(monkeypatch)
+    (tmp_path / "segformer-b0_seed0").mkdir()
+    (tmp_path / "segformer-b0_seed0" / "result.json").write_text("{}")
+    with pytest.raises(SystemExit, match="delete result.json to retrain"):
+        script.model_folder(tmp_path / "segformer-b0_seed0")
