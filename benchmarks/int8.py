@@ -108,8 +108,12 @@ def trained_runs(args) -> dict[str, Path]:
     training only what `--train-out` lacks."""
     if args.runs:
         return {_run_model_name(Path(r)): Path(r) for r in args.runs}
-    from camvid_study import train_one
+    from camvid_study import CONFIGS, train_one
 
+    unknown = sorted(set(args.models) - set(CONFIGS))
+    if unknown:
+        raise SystemExit(f"--models {' '.join(unknown)}: no CamVid study recipe; choose from {', '.join(CONFIGS)} "
+                         "(or pass trained folders with --runs)")
     out = Path(args.train_out or (f"work_dirs/int8_benchmark/runs_iters{args.iters}" if args.iters
                                   else "benchmarks/results/int8/runs"))
     runs = {}
