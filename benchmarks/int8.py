@@ -47,21 +47,36 @@ TARGETS = {"int8_vs_ort_fp32": 2.0, "int8_vs_best_torch": 1.5, "miou_drop": 1.0,
 
 
 # ----------------------------------------------------------------------------- child side
+class _ByBatch(dict):
+    """Callables by batch size ("1", "8", ...), made on first use: `run 8` times the network on
+    8 frames (a compiled path compiles that shape in its first, warm-up, call)."""
+
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key: str):
+        self[key] = call = self.make(int(key))
+        return call
+
+
 def _build(spec: dict):
-    """The callables a worker times, one per batch size: the network on `spec["frames"]`."""
+    """The network of `spec["path"]` on the first frames of `spec["frames"]`, by batch size."""
     import numpy as np
 
     from segadapter.utils.malloc import tune_malloc
 
     tune_malloc()  # as the CLI's eval / predict run
     frames = np.load(spec["frames"])
-    batches = {str(b): np.ascontiguousarray(np.resize(frames, (b, *frames.shape[1:]))) for b in spec["batches"]}
+
+    def batch(b: int):
+        return np.ascontiguousarray(np.resize(frames, (b, *frames.shape[1:])))
     path = spec["path"]
     if path.startswith("ort"):
         from segadapter.inference.onnx_network import INPUT, OUTPUT, open_session
 
         session = open_session(Path(spec["file"]), spec.get("threads"))
-        return {b: (lambda x=x: session.run([OUTPUT], {INPUT: x})) for b, x in batches.items()}
+        return _ByBatch(lambda b: (lambda x=batch(b): session.run([OUTPUT], {INPUT: x})))
     import torch
 
     import segadapter
@@ -74,16 +89,15 @@ def _build(spec: dict):
         from segadapter.utils.compile import compile_for_inference
 
         model = compile_for_inference(model)
-    calls = {}
-    for b, x in batches.items():
-        t = torch.from_numpy(x)
 
-        def run(t=t):
+    def make(b: int):
+        x = torch.from_numpy(batch(b))
+
+        def run():
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                return model(t)
-        run()  # a compiled path compiles each shape here, before the timed rounds
-        calls[b] = run
-    return calls
+                return model(x)
+        return run
+    return _ByBatch(make)
 
 
 def worker(spec: dict) -> None:
@@ -217,7 +231,8 @@ def accuracy(model, pre, dataset: tuple, work: Path, frames: Path, args) -> dict
     with torch.inference_mode():
         ref = torch.cat([model(x[i:i + 1]) for i in range(len(x))])
     inputs = [x[i:i + 1].numpy() for i in range(len(x))]
-    out["ort_fp32_vs_torch_max_abs_diff"] = float((nets["ort-fp32"](x) - ref).abs().max())
+    ort = torch.cat([nets["ort-fp32"](x[i:i + 1]) for i in range(len(x))])  # one by one: SegDeformer's N x N scores
+    out["ort_fp32_vs_torch_max_abs_diff"] = float((ort - ref).abs().max())
     for path in ("ort-int8", "ort-int8-all"):
         agree = agreement(nets["ort-fp32"], nets[path], inputs)
         out[f"{path}_vs_ort_fp32"] = {"pixels_agree": agree.pixels, "max_abs_diff": agree.max_abs_diff,
@@ -227,45 +242,68 @@ def accuracy(model, pre, dataset: tuple, work: Path, frames: Path, args) -> dict
 
 # ----------------------------------------------------------------------------- speed
 def timings(model_dir: Path, work: Path, frames: Path, args) -> dict:
-    """Median / best ms per call and peak extra MB of each path at each batch size, round-robin."""
+    """Per path: median / best ms per call at the latency batch, then at the throughput batch (or
+    the largest that fits in memory, said in `throughput.note`), and the peak extra MB."""
     workers: dict[str, Worker] = {}
-    failed: dict[str, str] = {}
-    base = {"frames": str(frames), "batches": args.batch, "model_dir": str(model_dir), "threads": args.threads}
+    result: dict = {}
+    base = {"frames": str(frames), "model_dir": str(model_dir), "threads": args.threads}
     try:
-        for path in args.paths:  # started one by one: loading (and compiling) must not overlap
-            spec = {**base, "path": path, "file": str(work / ORT_FILES.get(path, ""))}
-            worker = Worker(__file__, spec, env=_env())
+        for path in args.paths:  # started one by one: loading must not overlap
+            worker = Worker(__file__, {**base, "path": path, "file": str(work / ORT_FILES.get(path, ""))}, env=_env())
             try:
                 if worker.read() != "ready":
                     raise RuntimeError("did not say ready")
                 workers[path] = worker
             except RuntimeError as e:
-                failed[path] = str(e).strip().splitlines()[-1][:300]
-                print(f"  {path}: not timed ({failed[path]})", flush=True)
+                result[path] = {"not_timed": str(e).strip().splitlines()[-1][:300]}
+                print(f"  {path}: not timed ({result[path]['not_timed']})", flush=True)
                 worker.close()
-        names = list(workers)
-        result: dict = {p: {"not_timed": why} for p, why in failed.items()}
-        for p in names:
-            result[p] = {}
-        for batch in args.batch:
-            for n in names:
-                for _ in range(args.warmup):
-                    workers[n].ask(f"run {batch}")
-            burst = args.burst if batch == args.batch[0] else 1  # a throughput batch is long enough alone
-            times: dict[str, list[float]] = {n: [] for n in names}
-            for r in range(args.rounds):
-                for n in names[r % len(names):] + names[:r % len(names)]:
-                    times[n].append([float(workers[n].ask(f"run {batch}")) for _ in range(burst)][-1])
-            for n in names:
-                med = statistics.median(times[n])
-                result[n][f"batch{batch}"] = {"median_ms": med, "best_ms": min(times[n]),
-                                              "images_per_s": 1e3 * batch / med, "rounds": len(times[n])}
-        for n in names:
-            result[n]["peak_extra_mb"] = float(workers[n].ask("mem"))
+        latency, throughput = args.batch
+        for name, stats in _round_robin(workers, latency, args.burst, args).items():
+            result[name] = {"latency": stats}
+        # each worker now holds its batch-1 high-water memory; a bigger batch needs about that much per image more
+        per_image = sum(float(w.ask("mem")) for w in workers.values())
+        fits = _fitting_batch(throughput, per_image, _available_mb())
+        for name, stats in _round_robin(workers, fits, 1, args).items():  # a throughput call is long enough alone
+            result[name]["throughput"] = stats
+            if fits < throughput:
+                stats["note"] = (f"batch {fits}, not {throughput}: {per_image:.0f} MB a frame for all paths together, "
+                                 f"{_available_mb():.0f} MB available")
+        for name, w in workers.items():
+            result[name]["peak_extra_mb"] = float(w.ask("mem"))
+        if fits < throughput:
+            print(f"  throughput at batch {fits}: batch {throughput} would not fit in memory", flush=True)
         return result
     finally:
         for w in workers.values():
             w.close()
+
+
+def _round_robin(workers: dict[str, Worker], batch: int, burst: int, args) -> dict[str, dict]:
+    """Warm-up calls, then `args.rounds` rounds in rotating order (A B C, B C A, ...); a turn is
+    `burst` calls back to back, the last one timed."""
+    names = list(workers)
+    for n in names:
+        for _ in range(args.warmup):
+            workers[n].ask(f"run {batch}")
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(args.rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            times[n].append([float(workers[n].ask(f"run {batch}")) for _ in range(burst)][-1])
+    return {n: {"batch": batch, "median_ms": statistics.median(t), "best_ms": min(t),
+                "images_per_s": 1e3 * batch / statistics.median(t), "rounds": len(t)} for n, t in times.items()}
+
+
+def _fitting_batch(batch: int, per_image_mb: float, available_mb: float, share: float = 0.7) -> int:
+    """The largest batch up to `batch` whose extra images fit in `share` of the memory available
+    (ONNX Runtime's graph of SegDeformer builds the full N x N attention scores: ~0.5 GB a frame)."""
+    spare = share * available_mb
+    return max(1, min(batch, 1 + int(spare // per_image_mb) if per_image_mb > 0 else batch))
+
+
+def _available_mb() -> float:
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:")) / 1024
 
 
 def _env() -> dict:
@@ -277,24 +315,24 @@ def _env() -> dict:
 
 
 # ----------------------------------------------------------------------------- report
-def targets(model: str, row: dict, batches: list[int]) -> dict:
-    """The issue's targets for one model: speed-ups at each batch size, mIoU drop, fp32 parity."""
+def targets(model: str, row: dict) -> dict:
+    """The issue's targets for one model: int8's speed-ups (latency and throughput), mIoU drop,
+    ORT fp32's parity with torch."""
     speed, miou = row["speed"], row["accuracy"]["miou"]
     checks: dict = {}
     int8 = speed.get("ort-int8", {})
-    for b in batches:
-        key = f"batch{b}"
-        if key not in int8:
+    for role in ("latency", "throughput"):
+        if role not in int8:
             continue
-        ort = speed.get("ort-fp32", {}).get(key)
-        torch_paths = {p: s[key]["median_ms"] for p, s in speed.items() if p.startswith("torch") and key in s}
+        ort = speed.get("ort-fp32", {}).get(role)
+        torch_paths = {p: s[role]["median_ms"] for p, s in speed.items() if p.startswith("torch") and role in s}
         if ort:
-            checks[f"int8_vs_ort_fp32_{key}"] = _check(ort["median_ms"] / int8[key]["median_ms"],
-                                                       TARGETS["int8_vs_ort_fp32"])
+            checks[f"int8_vs_ort_fp32_{role}"] = _check(ort["median_ms"] / int8[role]["median_ms"],
+                                                        TARGETS["int8_vs_ort_fp32"])
         if torch_paths and _is_mit(model):
             best = min(torch_paths, key=torch_paths.get)
-            checks[f"int8_vs_best_torch_{key}"] = {**_check(torch_paths[best] / int8[key]["median_ms"],
-                                                            TARGETS["int8_vs_best_torch"]), "best_torch": best}
+            checks[f"int8_vs_best_torch_{role}"] = {**_check(torch_paths[best] / int8[role]["median_ms"],
+                                                             TARGETS["int8_vs_best_torch"]), "best_torch": best}
     if "ort-int8" in miou:
         drop = miou["torch-fp32"] - miou["ort-int8"]
         checks["miou_drop"] = {"value": drop, "target": TARGETS["miou_drop"], "met": drop <= TARGETS["miou_drop"]}
@@ -318,14 +356,15 @@ def _is_mit(model: str) -> bool:
 def table(results: dict, settings: dict) -> str:
     m = results["machine"]
     isa = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in m["isa"].items())
-    b1, bn = settings["batch"][0], settings["batch"][-1]
+    b1, bn = settings["batch"]
     h, w = settings["size"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores ({m['threads']} threads); {isa}; torch {m['torch']}, "
              f"onnxruntime {m['onnxruntime']}; {m['date']}",
-             f"Timed at {w}x{h}, batch {b1} (latency) and {bn} (throughput), {settings['rounds']} interleaved rounds, "
-             f"medians; val mIoU with each model's preprocessing record; int8 calibrated ({settings['calib_method']}) "
-             f"on {settings['calib_images']} train images.", "",
-             f"| model | path | latency b{b1} (ms) | throughput b{bn} (img/s) | x ORT fp32 (b{b1} / b{bn}) | "
+             f"Timed at {w}x{h}, batch {b1} (latency) and {bn} (throughput; less where it does not fit in memory, "
+             f"see the notes), {settings['rounds']} interleaved rounds, medians; val mIoU with each model's "
+             f"preprocessing record; int8 calibrated ({settings['calib_method']}) on {settings['calib_images']} train "
+             "images.", "",
+             "| model | path | latency (ms) | throughput (img/s) | x ORT fp32 (latency / throughput) | "
              "val mIoU | mIoU - torch fp32 | peak extra MB |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for model, row in results["models"].items():
@@ -335,17 +374,18 @@ def table(results: dict, settings: dict) -> str:
             if path not in speed and path not in miou:
                 continue
             s = speed.get(path, {})
-            lat, thr = s.get(f"batch{b1}", {}), s.get(f"batch{bn}", {})
+            lat, thr = s.get("latency", {}), s.get("throughput", {})
             ratio = "-"
-            if lat and ort.get(f"batch{b1}") and thr and ort.get(f"batch{bn}"):
-                ratio = (f"{ort[f'batch{b1}']['median_ms'] / lat['median_ms']:.2f}x / "
-                         f"{ort[f'batch{bn}']['median_ms'] / thr['median_ms']:.2f}x")
+            if lat and thr and "latency" in ort and "throughput" in ort:
+                ratio = (f"{ort['latency']['median_ms'] / lat['median_ms']:.2f}x / "
+                         f"{ort['throughput']['median_ms'] / thr['median_ms']:.2f}x")
             mi = miou.get(path)
             delta = None if mi is None else mi - miou["torch-fp32"]
             timed = " (not timed)" if "not_timed" in s else ""
+            batch = f" (b{thr['batch']})" if thr and thr["batch"] != bn else ""
             lines.append(f"| `{model}` | {path}{timed} | {_fmt(lat.get('median_ms'), '.1f')} | "
-                         f"{_fmt(thr.get('images_per_s'), '.1f')} | {ratio} | {_fmt(mi, '.2f')} | {_fmt(delta, '+.2f')} | "
-                         f"{_fmt(s.get('peak_extra_mb'), '.0f')} |")
+                         f"{_fmt(thr.get('images_per_s'), '.1f')}{batch} | {ratio} | {_fmt(mi, '.2f')} | "
+                         f"{_fmt(delta, '+.2f')} | {_fmt(s.get('peak_extra_mb'), '.0f')} |")
     lines += ["", "Targets (issue 23): ORT int8 >= 2x ORT fp32 and >= 1.5x the best torch path (MiT models); "
               "mIoU within 1.0 of fp32; ORT fp32 within 1e-4 of torch.", ""]
     for model, row in results["models"].items():
@@ -354,8 +394,9 @@ def table(results: dict, settings: dict) -> str:
                           for p in ("ort-int8", "ort-int8-all"))
         checks = "; ".join(f"{k} {v['value']:.3g} ({'met' if v['met'] else 'NOT met'}"
                            f"{', vs ' + v['best_torch'] if 'best_torch' in v else ''})" for k, v in row["targets"].items())
+        notes = {s["throughput"]["note"] for s in row["speed"].values() if "note" in s.get("throughput", {})}
         lines.append(f"- `{model}`: {checks}. Labels as ORT fp32's on the timed val frames: {agree}. "
-                     f"Default rule: {row['export']['default_rule']}")
+                     f"Default rule: {row['export']['default_rule']}" + "".join(f". Throughput: {n}" for n in notes))
     return "\n".join(lines)
 
 
@@ -423,7 +464,7 @@ def main(argv=None) -> int:
         del model
         print(f"[{model_name}] timing {', '.join(args.paths)}", flush=True)
         row["speed"] = timings(folder, work, frames, args)
-        row["targets"] = targets(model_name, row, args.batch)
+        row["targets"] = targets(model_name, row)
         results["models"][model_name] = row
         write_json_atomic(out / f"{model_name}.json", {"machine": results["machine"], "settings": settings, **row})
     text = table(results, settings)

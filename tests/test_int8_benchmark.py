@@ -42,19 +42,27 @@ def test_quick_mode_measures_every_path_and_writes_the_results(monkeypatch, tmp_
     row = results["models"]["segformer-b0"]
     assert json.loads((out / "segformer-b0.json").read_text())["speed"] == row["speed"]
     for path in PATHS:
-        for batch in ("batch1", "batch2"):
-            timing = row["speed"][path][batch]
-            assert timing["median_ms"] > 0 and timing["rounds"] == 2
+        for role, batch in (("latency", 1), ("throughput", 2)):
+            timing = row["speed"][path][role]
+            assert timing["median_ms"] > 0 and timing["rounds"] == 2 and timing["batch"] == batch
         assert 0 <= row["accuracy"]["miou"][path] <= 100
     assert row["accuracy"]["val_images"] == 3
     assert row["accuracy"]["ort_fp32_vs_torch_max_abs_diff"] < 1e-4
     assert row["accuracy"]["ort-int8_vs_ort_fp32"]["pixels_agree"] > 0.9
     assert row["export"]["calibration_inputs"] == 8
-    assert {"int8_vs_ort_fp32_batch1", "int8_vs_best_torch_batch2", "miou_drop", "ort_fp32_diff"} <= set(row["targets"])
+    assert {"int8_vs_ort_fp32_latency", "int8_vs_best_torch_throughput", "miou_drop", "ort_fp32_diff"} <= set(row["targets"])
     table = (out / "table.md").read_text()
     assert table.strip() in printed and "AVX-512 VNNI" in table and "| `segformer-b0` | ort-int8 |" in table
     assert sorted(p.name for p in (tmp_path / "work" / "segformer-b0").glob("*.onnx")) == [
         "fp32.onnx", "int8-all.onnx", "int8.onnx"]
+
+
+def test_the_throughput_batch_shrinks_to_what_fits_in_memory(monkeypatch):
+    script = _script(monkeypatch)
+    assert script._fitting_batch(8, 100.0, 10_000.0) == 8
+    assert script._fitting_batch(8, 3_000.0, 10_000.0) == 3  # 2 more frames of 3 GB fit in 70% of 10 GB
+    assert script._fitting_batch(8, 20_000.0, 10_000.0) == 1
+    assert script._available_mb() > 0
 
 
 def test_a_run_without_its_checkpoint_is_named(monkeypatch, tmp_path):
