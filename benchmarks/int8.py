@@ -362,8 +362,8 @@ def table(results: dict, settings: dict) -> str:
              f"onnxruntime {m['onnxruntime']}; {m['date']}",
              f"Timed at {w}x{h}, batch {b1} (latency) and {bn} (throughput; less where it does not fit in memory, "
              f"see the notes), {settings['rounds']} interleaved rounds, medians; val mIoU with each model's "
-             f"preprocessing record; int8 calibrated ({settings['calib_method']}) on {settings['calib_images']} train "
-             "images.", "",
+             "preprocessing record (torch-bf16-compile: eager bf16's, the same computation); int8 calibrated "
+             f"({settings['calib_method']}) on {settings['calib_images']} train images.", "",
              "| model | path | latency (ms) | throughput (img/s) | x ORT fp32 (latency / throughput) | "
              "val mIoU | mIoU - torch fp32 | peak extra MB |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
