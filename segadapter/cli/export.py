@@ -89,15 +89,20 @@ def _run_int8(args, model, folder: Path, pre, size) -> int:
 
     data_cfg = run_data_config(folder)
     dataset = args.dataset or data_cfg.get("dataset")
-    images = calibration_tensors(args.calibrate, pre, args.calib_images, dataset, args.calib_split,
-                                 (data_cfg.get("options") or {}) if not args.dataset else {})
+    taken: list = []  # the images actually read: a split may hold fewer than --calib-images
+
+    def images():
+        for image in calibration_tensors(args.calibrate, pre, args.calib_images, dataset, args.calib_split,
+                                         (data_cfg.get("options") or {}) if not args.dataset else {}):
+            taken.append(image.shape)
+            yield image
     with tempfile.TemporaryDirectory(prefix="segadapter-export-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        result, inputs = export_int8(model, args.onnx, images, pre, method=args.calib_method, rule=args.int8_rule,
+        result, inputs = export_int8(model, args.onnx, images(), pre, method=args.calib_method, rule=args.int8_rule,
                                      keep=args.keep_fp32, opset=args.opset, sample_size=size, fp32_path=fp32)
         source = f"{args.calibrate} ({dataset}, {args.calib_split})" if dataset else f"image files of {args.calibrate}"
         print(f"wrote {result.path}: int8 (QDQ; weights int8 per channel, activations uint8), {args.calib_method} "
-              f"calibration on {describe(inputs)} from {args.calib_images} images of {source}")
+              f"calibration on {describe(inputs)} from {len(taken)} images of {source}")
         print(result.plan.summary())
         outputs = [n for n, why in result.plan.keep.items() if why.startswith("writes")]
         if outputs:
