@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 import segadapter
 from segadapter.cli.main import main
 from segadapter.engine import Trainer, load_config, lr_factor
-from segadapter.engine.config import config_from_dict
 from segadapter.errors import CheckpointError
+from synthetic_run import synthetic_config
 
 MAX_ITERS = 40
 KILL_AT = 25  # between the checkpoints at 20 and 30: the resumed run redoes 21..25
@@ -20,15 +20,8 @@ KILL_AT = 25  # between the checkpoints at 20 and 30: the resumed run redoes 21.
 
 def tiny_config(**train):
     """segformer-b0 on 6 synthetic 40x40 images, 32x32 crops, batch 2 (3 batches per epoch)."""
-    return config_from_dict({
-        "model": {"name": "segformer-b0"},
-        "data": {"dataset": "synthetic", "crop_size": 32, "scale": None, "batch_size": 2, "num_workers": 0,
-                 "options": {"size": 40, "num_samples": 6}, "val_options": {"num_samples": 2}},
-        "optim": {"lr": 1e-3},
-        "schedule": {"max_iters": MAX_ITERS, "warmup_iters": 5},
-        "train": {"log_interval": 5, "eval_interval": 15, "checkpoint_interval": 10, "progress": False,
-                  "device": "cpu", **train},
-    })
+    return synthetic_config(max_iters=MAX_ITERS, **{"log_interval": 5, "eval_interval": 15,
+                                                    "checkpoint_interval": 10, **train})
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

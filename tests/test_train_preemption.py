@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from segadapter.cli.main import main
 from segadapter.engine import Trainer
-from segadapter.engine.config import config_from_dict
+from synthetic_run import synthetic_config
 
 MAX_ITERS = 30
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,15 +30,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 def tiny_config(**train):
     """segformer-b0 on 6 synthetic 40x40 images, batch 2: a run of 30 steps takes ~2 s."""
-    return config_from_dict({
-        "model": {"name": "segformer-b0"},
-        "data": {"dataset": "synthetic", "crop_size": 32, "scale": None, "batch_size": 2, "num_workers": 0,
-                 "options": {"size": 40, "num_samples": 6}, "val_options": {"num_samples": 2}},
-        "optim": {"lr": 1e-3},
-        "schedule": {"max_iters": MAX_ITERS, "warmup_iters": 5},
-        "train": {"log_interval": 5, "eval_interval": 10, "checkpoint_interval": 10, "progress": False,
-                  "device": "cpu", "tensorboard_images": 1, **train},
-    })
+    return synthetic_config(max_iters=MAX_ITERS, **{"log_interval": 5, "eval_interval": 10, "checkpoint_interval": 10,
+                                                    "tensorboard_images": 1, **train})
 
 
 def records(run):

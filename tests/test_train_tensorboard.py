@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from segadapter.engine import Trainer
-from segadapter.engine.config import config_from_dict
 from segadapter.errors import ConfigError
+from synthetic_run import synthetic_config
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
@@ -24,15 +24,9 @@ CLASSES = ["background", "disc", "square", "triangle", "stripe"]  # the syntheti
 
 def tiny_config(**train):
     """adapt-mit-b0 (three parameter groups) on synthetic 40x40 images, 3 validation images."""
-    return config_from_dict({
-        "model": {"name": "adapt-mit-b0"},
-        "data": {"dataset": "synthetic", "crop_size": 32, "scale": None, "batch_size": 2, "num_workers": 0,
-                 "options": {"size": 40, "num_samples": 4}, "val_options": {"num_samples": 3}},
-        "optim": {"lr": 1e-3},
-        "schedule": {"max_iters": 8, "warmup_iters": 2},
-        "train": {"log_interval": 3, "eval_interval": 4, "checkpoint_interval": 0, "progress": False,
-                  "device": "cpu", "tensorboard_images": 2, **train},
-    })
+    return synthetic_config("adapt-mit-b0", max_iters=8, warmup_iters=2, samples=4, val_samples=3,
+                            **{"log_interval": 3, "eval_interval": 4, "checkpoint_interval": 0,
+                               "tensorboard_images": 2, **train})
 
 
 def records(run, kind):
