@@ -40,6 +40,16 @@ def find_files(folder: Path, suffixes: Iterable[str], what: str, recursive: bool
     return files
 
 
+def pair_by_name(img_dir: Path, ann_dir: Path, image_exts: Iterable[str], label_suffix: str,
+                 label_what: str) -> list[tuple[Path, Path]]:
+    """Images in `img_dir` with labels in `ann_dir` named after them (`NAME.jpg` -> `NAME` +
+    `label_suffix`), the layout most datasets share; errors as `find_files` / `pair_files`."""
+    images = find_files(img_dir, image_exts, "images")
+    labels = find_files(ann_dir, (label_suffix,), label_what)
+    return pair_files(images, labels, lambda p: p.stem, lambda p: p.name[: -len(label_suffix)],
+                      lambda p: ann_dir / (p.stem + label_suffix))
+
+
 def pair_files(
     images: list[Path],
     labels: list[Path],

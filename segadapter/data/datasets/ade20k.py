@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..base import IGNORE_INDEX, FilePairDataset, Transform
-from ..layout import check_split, find_files, pair_files, require_dir
+from ..layout import check_split, pair_by_name, require_dir
 from ..metainfo import ADE20K_CLASSES, ADE20K_PALETTE
 
 _SPLIT_DIRS = {"train": "training", "val": "validation", "test": "testing"}
@@ -31,10 +31,7 @@ class ADE20KDataset(FilePairDataset):
         sub = _SPLIT_DIRS[check_split(split)]
         img_dir = require_dir(root / "images" / sub, f"ADE20K {split} image folder")
         ann_dir = require_dir(root / "annotations" / sub, f"ADE20K {split} annotation folder")
-        images = find_files(img_dir, (".jpg",), "images")
-        labels = find_files(ann_dir, (".png",), "annotation PNGs")
-        pairs = pair_files(images, labels, lambda p: p.stem, lambda p: p.stem,
-                           lambda p: ann_dir / (p.stem + ".png"))
+        pairs = pair_by_name(img_dir, ann_dir, (".jpg",), ".png", "annotation PNGs")
         super().__init__(pairs, ADE20K_CLASSES, ADE20K_PALETTE, transform, seed)
 
     def map_label(self, label: np.ndarray, label_path: Path) -> np.ndarray:

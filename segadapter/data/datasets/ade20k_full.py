@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..base import WIDE_IGNORE_INDEX, FilePairDataset, Transform
-from ..layout import check_split, enter, find_files, pair_files, require_dir
+from ..layout import check_split, enter, pair_by_name, require_dir
 from ..metainfo import ADE20K_FULL_CLASSES, ADE20K_FULL_PALETTE
 
 SPLIT_DIRS = {"train": "training", "val": "validation"}
@@ -26,8 +26,5 @@ class ADE20KFullDataset(FilePairDataset):
         sub = SPLIT_DIRS.get(split, split)
         img_dir = require_dir(root / "images_detectron2" / sub, f"ADE20K-Full {split} image folder")
         ann_dir = require_dir(root / "annotations_detectron2" / sub, f"ADE20K-Full {split} label folder")
-        images = find_files(img_dir, (".jpg",), "images")
-        labels = find_files(ann_dir, (".tif",), "16-bit TIFF labels")
-        pairs = pair_files(images, labels, lambda p: p.stem, lambda p: p.stem,
-                           lambda p: ann_dir / (p.stem + ".tif"))
+        pairs = pair_by_name(img_dir, ann_dir, (".jpg",), ".tif", "16-bit TIFF labels")
         super().__init__(pairs, ADE20K_FULL_CLASSES, ADE20K_FULL_PALETTE, transform, seed)

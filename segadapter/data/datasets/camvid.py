@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..base import IGNORE_INDEX, FilePairDataset, Transform
-from ..layout import IMAGE_EXTS, check_split, find_files, pair_files, require_dir
+from ..layout import IMAGE_EXTS, check_split, pair_by_name, require_dir
 from ..metainfo import CAMVID_CLASSES, CAMVID_PALETTE, CAMVID_VOID_ID
 
 
@@ -19,10 +19,7 @@ class CamVidDataset(FilePairDataset):
         split = check_split(split)
         img_dir = require_dir(root / split, f"CamVid {split} image folder")
         ann_dir = require_dir(root / f"{split}annot", f"CamVid {split} label folder")
-        images = find_files(img_dir, IMAGE_EXTS, "images")
-        labels = find_files(ann_dir, (".png",), "label PNGs")
-        pairs = pair_files(images, labels, lambda p: p.stem, lambda p: p.stem,
-                           lambda p: ann_dir / (p.stem + ".png"))
+        pairs = pair_by_name(img_dir, ann_dir, IMAGE_EXTS, ".png", "label PNGs")
         super().__init__(pairs, CAMVID_CLASSES, CAMVID_PALETTE, transform, seed)
 
     def map_label(self, label: np.ndarray, label_path: Path) -> np.ndarray:

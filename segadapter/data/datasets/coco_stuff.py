@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..base import FilePairDataset, Transform
-from ..layout import check_split, enter, find_files, pair_files, require_dir
+from ..layout import check_split, enter, pair_by_name, require_dir
 from ..metainfo import COCO_STUFF_CLASSES, COCO_STUFF_PALETTE
 from .ade20k import reduce_zero_label
 
@@ -30,10 +30,7 @@ def _image_label_pairs(root: Path, sub: str, what: str):
     sets share."""
     img_dir = require_dir(root / "images" / sub, f"{what} image folder")
     ann_dir = require_dir(root / "annotations" / sub, f"{what} annotation folder")
-    images = find_files(img_dir, (".jpg",), "images")
-    labels = find_files(ann_dir, (LABEL_SUFFIX,), "label PNGs")
-    return pair_files(images, labels, lambda p: p.stem, lambda p: p.name[: -len(LABEL_SUFFIX)],
-                      lambda p: ann_dir / (p.stem + LABEL_SUFFIX))
+    return pair_by_name(img_dir, ann_dir, (".jpg",), LABEL_SUFFIX, "label PNGs")
 
 
 _SPLIT_DIRS_10K = {"train": "train2014", "val": "test2014", "test": "test2014"}

@@ -17,7 +17,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..base import WIDE_IGNORE_INDEX, FilePairDataset, Transform
-from ..layout import check_split, enter, find_files, pair_files, pairs_from_ids, read_id_list, require_dir
+from ..layout import check_split, enter, pair_by_name, pairs_from_ids, read_id_list, require_dir
 from ..metainfo import (PCONTEXT59_CLASSES, PCONTEXT59_PALETTE, PCONTEXT60_CLASSES, PCONTEXT60_PALETTE,
                         PCONTEXT459_CLASSES, PCONTEXT459_PALETTE)
 from .ade20k import reduce_zero_label
@@ -27,10 +27,7 @@ def image_label_pairs(root: Path, split: str, label_ext: str, what: str) -> list
     """SAN's layout: {split}/image/NAME.jpg with {split}/label/NAME{label_ext}."""
     images_at = require_dir(root / split / "image", f"{what} {split} image folder")
     labels_at = require_dir(root / split / "label", f"{what} {split} label folder")
-    images = find_files(images_at, (".jpg",), "images")
-    labels = find_files(labels_at, (label_ext,), f"{label_ext} labels")
-    return pair_files(images, labels, lambda p: p.stem, lambda p: p.stem,
-                      lambda p: labels_at / (p.stem + label_ext))
+    return pair_by_name(images_at, labels_at, (".jpg",), label_ext, f"{label_ext} labels")
 
 
 def mmseg_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
