@@ -51,9 +51,7 @@ def create_model(name: str, num_classes: int | None = None, pretrained: bool | s
     model.config = {"name": name, "num_classes": num_classes, "options": to_plain(options)}
     if pretrained is not None:
         model.load_report = load_pretrained(model, hf_hub.local_path(pretrained))
-        found = hf_hub.hub_id(pretrained)
-        if found is not None:  # name the repository, not only the cache folder
-            model.load_report.source = f"{hf_hub.describe(*found)} ({model.load_report.source})"
+        model.load_report.source = hf_hub.source_name(pretrained, model.load_report.source)
         model.on_weights_loaded()  # e.g. SAN embeds its names once CLIP's text tower is loaded
     return model
 

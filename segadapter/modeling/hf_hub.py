@@ -46,13 +46,13 @@ def hub_id(spec: str | os.PathLike) -> tuple[str, str | None] | None:
     return repo, revision or None
 
 
-def local_path(spec: str | os.PathLike, progress: bool = True) -> Path:
+def local_path(spec: str | os.PathLike) -> Path:
     """A local file or folder for a path or a hub id (fetched into the cache)."""
     found = hub_id(spec)
     if found is None:
         return Path(spec)
     try:
-        return fetch(*found, progress=progress)
+        return fetch(*found)
     except CheckpointError as e:
         if str(spec).startswith(PREFIX):
             raise
@@ -63,7 +63,13 @@ def describe(repo: str, revision: str | None) -> str:
     return f"hf-hub:{repo}" + (f"@{revision}" if revision else "")
 
 
-def fetch(repo: str, revision: str | None = None, *, refresh: bool = False, progress: bool = True) -> Path:
+def source_name(spec: str | os.PathLike, loaded_from: str) -> str:
+    """How a load report names its source: the hub id and the cache folder, or the path as given."""
+    found = hub_id(spec)  # None for a local path
+    return f"{describe(*found)} ({loaded_from})" if found is not None else loaded_from
+
+
+def fetch(repo: str, revision: str | None = None, *, refresh: bool = False) -> Path:
     """The local snapshot folder of `repo` at `revision` holding its weights (and config /
     tokenizer files where it has them), downloaded into the Hugging Face cache if needed.
     CheckpointError naming the repository for a missing repository, revision or weights file,
@@ -81,7 +87,7 @@ def fetch(repo: str, revision: str | None = None, *, refresh: bool = False, prog
             + (f" --revision {revision}" if revision else "") + "` (same HF_HOME), or give a local path")
     weights = None
     for name in WEIGHT_FILES:
-        path = _download(repo, revision, name, progress, required=False)
+        path = _download(repo, revision, name, required=False)
         if path is not None:
             weights = path
             break
@@ -89,21 +95,18 @@ def fetch(repo: str, revision: str | None = None, *, refresh: bool = False, prog
         raise CheckpointError(f"{describe(repo, revision)}: holds none of the weight files the toolkit reads "
                               f"({', '.join(WEIGHT_FILES)}); it holds: {_listing(repo, revision)}")
     for shard in _shards(weights):
-        _download(repo, revision, shard, progress, required=True)
+        _download(repo, revision, shard, required=True)
     for name in EXTRA_FILES:
-        _download(repo, revision, name, progress, required=False)
+        _download(repo, revision, name, required=False)
     return weights.parent
 
 
-def _download(repo: str, revision: str | None, filename: str, progress: bool, required: bool) -> Path | None:
+def _download(repo: str, revision: str | None, filename: str, required: bool) -> Path | None:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
-    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 
     where = describe(repo, revision)
-    if not progress:
-        disable_progress_bars()
     try:
         return Path(hf_hub_download(repo, filename, revision=revision))
     except RepositoryNotFoundError:
@@ -122,9 +125,6 @@ def _download(repo: str, revision: str | None, filename: str, progress: bool, re
     except (HfHubHTTPError, OSError, *_transport_errors()) as e:  # a failed or cut download: no broken file cached
         raise CheckpointError(f"{where}: downloading {filename} failed ({_first_line(e)}); run it again to "
                               "resume") from None
-    finally:
-        if not progress:
-            enable_progress_bars()
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:

@@ -100,8 +100,7 @@ def build_san(variant: str = "san-vit-b16", classes: Sequence[str] | None = None
         from ..weights.load import load_pretrained
 
         model.load_report = load_pretrained(model, clip_path, parts=("backbone.",))
-        if hf_hub.hub_id(clip_spec) is not None:
-            model.load_report.source = f"{hf_hub.describe(*hf_hub.hub_id(clip_spec))} ({model.load_report.source})"
+        model.load_report.source = hf_hub.source_name(clip_spec, model.load_report.source)
     if classes is not None:
         model.vocabulary.refresh()  # embedded by text when CLIP weights and a vocabulary came
     return model
