@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .vocabulary import Vocabulary
+from .vocabulary import Vocabulary, require_vocabulary
 
 # Optimizer parameter groups by top-level module: the config's lr multipliers are keyed by these.
 PARAM_GROUPS = {"backbone": "backbone", "adapters": "adapter", "decode_head": "head"}
@@ -50,8 +50,6 @@ class Segmentor(nn.Module):
     def set_classes(self, names) -> None:
         """Replace the vocabulary of an open-vocabulary model; the config follows (and so every
         folder it is saved to)."""
-        from .vocabulary import require_vocabulary
-
         self._record_classes(require_vocabulary(self).set(names))
 
     def on_weights_loaded(self) -> None:
