@@ -69,7 +69,14 @@ def init_distributed(device: str = "auto", init_method: str | None = None,
 
 
 def cleanup() -> None:
+    """Tear the process group down once every rank is done with it: a rank that destroys its gloo
+    pairs while a peer still uses them can abort that peer's process (seen at the end of a CPU DDP
+    run: "terminate called without an active exception")."""
     if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        except RuntimeError:  # a peer already failed: its error is the one to report, not this
+            pass
         dist.destroy_process_group()
 
 
