@@ -14,7 +14,10 @@ preprocessing record), then
   the machine hits all alike; a latency turn is `--burst` calls back to back, the last one timed (a
   throughput turn one call); medians.
 Every worker runs under the allocator settings the CLI applies (`segadapter.utils.malloc`) and
-with torch's thread count. The report states the CPU's int8/bf16 ISA (AVX-512 VNNI, AMX), since
+with torch's thread count. Before the timing, ONNX Runtime's profiler measures the share of the
+fp32 graph's time spent in weighted products (Conv / MatMul / Gemm with constant weights, the only
+work int8 kernels speed up): 1 / (1 - share) is the most any int8 version can gain over ORT fp32
+(`ort_profile.py`), reported beside the measured speed-up as `int8_ceiling`. The report states the CPU's int8/bf16 ISA (AVX-512 VNNI, AMX), since
 int8 speed-ups depend on it, and checks the issue's targets.
 
     python benchmarks/int8.py --data ../shared/data/camvid             # train what is missing (seed 0), measure
@@ -241,6 +244,19 @@ def accuracy(model, pre, dataset: tuple, work: Path, frames: Path, args) -> dict
 
 
 # ----------------------------------------------------------------------------- speed
+def int8_ceiling(work: Path, args) -> dict:
+    """The share of ORT fp32's kernel time in weighted products at the latency batch and size, and
+    the speed-up int8 would give were those products free."""
+    import torch
+    from ort_profile import weighted_share
+
+    share = weighted_share(str(work / ORT_FILES["ort-fp32"]), runs=max(2, args.rounds), size=tuple(args.size),
+                           threads=args.threads or torch.get_num_threads())
+    print(f"  weighted products: {100 * share:.1f}% of ORT fp32's kernel time; int8 ceiling {1 / (1 - share):.2f}x",
+          flush=True)
+    return {"weighted_share": share, "speedup": 1 / (1 - share)}
+
+
 def timings(model_dir: Path, work: Path, frames: Path, args) -> dict:
     """Per path: median / best ms per call at the latency batch, then at the throughput batch (or
     the largest that fits in memory, said in `throughput.note`), and the peak extra MB."""
@@ -336,6 +352,8 @@ def targets(model: str, row: dict) -> dict:
     if "ort-int8" in miou:
         drop = miou["torch-fp32"] - miou["ort-int8"]
         checks["miou_drop"] = {"value": drop, "target": TARGETS["miou_drop"], "met": drop <= TARGETS["miou_drop"]}
+    if "int8_vs_ort_fp32_latency" in checks and "int8_ceiling" in row:
+        checks["int8_vs_ort_fp32_latency"]["ceiling"] = row["int8_ceiling"]["speedup"]  # int8's best possible
     diff = row["accuracy"]["ort_fp32_vs_torch_max_abs_diff"]
     checks["ort_fp32_diff"] = {"value": diff, "target": TARGETS["ort_fp32_diff"], "met": diff <= TARGETS["ort_fp32_diff"]}
     return checks
@@ -347,6 +365,12 @@ def _fmt(value, spec: str) -> str:
 
 def _check(ratio: float, target: float) -> dict:
     return {"value": ratio, "target": target, "met": ratio >= target}
+
+
+def _describe_check(name: str, check: dict) -> str:
+    extra = [f"vs {check['best_torch']}"] if "best_torch" in check else []
+    extra += [f"int8 ceiling {check['ceiling']:.2f}x"] if "ceiling" in check else []
+    return f"{name} {check['value']:.3g} ({', '.join(['met' if check['met'] else 'NOT met', *extra])})"
 
 
 def _is_mit(model: str) -> bool:
@@ -392,8 +416,7 @@ def table(results: dict, settings: dict) -> str:
         acc = row["accuracy"]
         agree = ", ".join(f"{p} {100 * acc[f'{p}_vs_ort_fp32']['pixels_agree']:.2f}%"
                           for p in ("ort-int8", "ort-int8-all"))
-        checks = "; ".join(f"{k} {v['value']:.3g} ({'met' if v['met'] else 'NOT met'}"
-                           f"{', vs ' + v['best_torch'] if 'best_torch' in v else ''})" for k, v in row["targets"].items())
+        checks = "; ".join(_describe_check(k, v) for k, v in row["targets"].items())
         notes = {s["throughput"]["note"] for s in row["speed"].values() if "note" in s.get("throughput", {})}
         lines.append(f"- `{model}`: {checks}. Labels as ORT fp32's on the timed val frames: {agree}. "
                      f"Default rule: {row['export']['default_rule']}" + "".join(f". Throughput: {n}" for n in notes))
@@ -462,6 +485,7 @@ def main(argv=None) -> int:
         print(f"[{model_name}] accuracy", flush=True)
         row["accuracy"] = accuracy(model, pre, dataset, work, frames, args)
         del model
+        row["int8_ceiling"] = int8_ceiling(work, args)
         print(f"[{model_name}] timing {', '.join(args.paths)}", flush=True)
         row["speed"] = timings(folder, work, frames, args)
         row["targets"] = targets(model_name, row)

@@ -51,8 +51,12 @@ def test_quick_mode_measures_every_path_and_writes_the_results(monkeypatch, tmp_
     assert row["accuracy"]["ort-int8_vs_ort_fp32"]["pixels_agree"] > 0.9
     assert row["export"]["calibration_inputs"] == 8
     assert {"int8_vs_ort_fp32_latency", "int8_vs_best_torch_throughput", "miou_drop", "ort_fp32_diff"} <= set(row["targets"])
+    ceiling = row["int8_ceiling"]  # ORT's profile of the fp32 graph: weighted products take part of the time
+    assert 0 < ceiling["weighted_share"] < 1 and ceiling["speedup"] == pytest.approx(1 / (1 - ceiling["weighted_share"]))
+    assert row["targets"]["int8_vs_ort_fp32_latency"]["ceiling"] == ceiling["speedup"]
     table = (out / "table.md").read_text()
     assert table.strip() in printed and "AVX-512 VNNI" in table and "| `segformer-b0` | ort-int8 |" in table
+    assert "int8 ceiling" in table
     assert sorted(p.name for p in (tmp_path / "work" / "segformer-b0").glob("*.onnx")) == [
         "fp32.onnx", "int8-all.onnx", "int8.onnx"]
 
@@ -72,3 +76,21 @@ def test_a_run_without_its_checkpoint_is_named(monkeypatch, tmp_path):
     (tmp_path / "segformer-b0_seed0" / "result.json").write_text("{}")
     with pytest.raises(SystemExit, match="delete result.json to retrain"):
         script.model_folder(tmp_path / "segformer-b0_seed0")
+
+
+def test_the_weighted_share_counts_convolutions_under_the_names_ort_gives_them(monkeypatch, tmp_path):
+    """ORT runs a Conv in blocked layout under a new name (its output's, + `_nchwc`); its time must
+    still count as weighted, and an exp's must not."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from ort_profile import kernel_times, weighted_share
+
+    path = tmp_path / "conv.onnx"
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.Conv2d(64, 64, 3, padding=1)).eval()
+    torch.onnx.export(model, torch.zeros(1, 3, 64, 64), str(path), input_names=["images"], output_names=["logits"],
+                      dynamo=False)
+    calls = kernel_times(str(path), runs=2, size=(64, 64), threads=1)
+    assert any(c["op"] == "Conv" and c["node"] == "logits" for c in calls)  # renamed by ORT's layout pass
+    assert weighted_share(str(path), calls=calls) > 0.5
+    assert weighted_share(str(path), calls=[{**c, "node": "elsewhere"} for c in calls]) == 0

@@ -19,7 +19,8 @@ from segadapter.cli.main import main
 from segadapter.data import read_image
 from segadapter.export import export_onnx, read_metadata
 from segadapter.export.calibration import calibration_tensors, network_inputs
-from segadapter.export.fp32_nodes import ACTIVATION_PRODUCT, OUTPUT_LAYER
+from segadapter.export import fp32_nodes
+from segadapter.export.fp32_nodes import ACTIVATION_PRODUCT, NARROW_LAYER, OUTPUT_LAYER
 from segadapter.export.int8 import agreement, export_int8
 from segadapter.export.quantize import quantize_int8
 from segadapter.inference.onnx_network import MODEL_KEY, PREPROCESSING_KEY, QUANTIZATION_KEY, OnnxNetwork
@@ -29,7 +30,7 @@ onnx = pytest.importorskip("onnx")
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.skipif(CAMVID is None, reason="CamVid not found (../shared/data/camvid)")]
 CLASSIFIER = "/decode_head/classifier/Conv"
-PATCH_EMBED = "/stages.0/patch_embed/proj/Conv"
+PATCH_EMBED = "/stages.2/patch_embed/proj/Conv"  # 64 -> 160 channels, 3x3: wide enough for int8
 
 
 @pytest.fixture(scope="module")
@@ -144,12 +145,24 @@ def test_the_default_rule_against_all_and_names_kept_fp32(exported, calibration,
     assert set(attention) <= _quantized(graph)
     assert any(n.op_type == "LayerNormalization" and n.name in _quantized(graph) for n in graph.node)
 
-    named = quantize_int8(fp32, tmp_path / "named.onnx", calibration, keep=["/stages.0/*", PATCH_EMBED])
+    named = quantize_int8(fp32, tmp_path / "named.onnx", calibration, keep=["/stages.1/*", PATCH_EMBED])
     graph = _graph(named.path)
-    stage0 = {n.name for n in graph.node if n.name.startswith("/stages.0/")}
-    assert stage0 and not stage0 & _quantized(graph)
+    stage1 = {n.name for n in graph.node if n.name.startswith("/stages.1/")}
+    assert stage1 and not stage1 & _quantized(graph)
     assert _weight_type(graph, PATCH_EMBED) == onnx.TensorProto.FLOAT
-    assert "/stages.1/patch_embed/proj/Conv" in _quantized(graph)
+    assert "/stages.3/patch_embed/proj/Conv" in _quantized(graph)
+
+
+def test_the_default_rule_keeps_layers_too_narrow_to_pay_for_int8(exported):
+    """MiT-b0's first stage is 32 wide and its Mix-FFN convolutions are depthwise (K = 9): fp32.
+    Its second stage's 64 -> 256 expansion and 256 -> 64 projection are at the bar: int8."""
+    fp32, int8, _ = exported
+    graph, kept = _graph(int8), json.loads(read_metadata(int8)[QUANTIZATION_KEY])["keep_fp32"]
+    narrow = ["/stages.0/patch_embed/proj/Conv", "/stages.0/blocks.0/attn/q/MatMul", "/stages.0/blocks.0/mlp/fc1/MatMul",
+              "/stages.1/blocks.0/mlp/dwconv/Conv", "/stages.3/blocks.1/mlp/dwconv/Conv"]
+    assert {kept.get(n) for n in narrow} == {NARROW_LAYER} and not set(narrow) & _quantized(graph)
+    wide = ["/stages.1/blocks.0/mlp/fc1/MatMul", "/stages.1/blocks.0/mlp/fc2/MatMul", "/stages.3/blocks.1/attn/q/MatMul"]
+    assert set(wide) <= _quantized(graph) and not set(wide) & kept.keys()
 
 
 def test_calibration_methods_set_other_ranges_and_still_agree(setup, exported, calibration, tmp_path):
@@ -220,11 +233,13 @@ FAMILIES = {
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_every_exporting_family_quantizes(family, setup, tmp_path):
+def test_every_exporting_family_quantizes(family, setup, tmp_path, monkeypatch):
     """Random weights (a near tie at many pixels), so the bar is lower than the trained model's;
     the point: ONNX Runtime's pre-processing and quantizer take the family's graph, and the int8
-    file runs on a CamVid val frame close to the fp32 one (segformer-b0: the tests above)."""
+    file runs on a CamVid val frame close to the fp32 one (segformer-b0: the tests above). The test
+    SAN is 32 wide, under the default rule's width bar: the bar is lowered so its layers quantize."""
     _, data, _ = setup
+    monkeypatch.setattr(fp32_nodes, "MIN_INT8_WIDTH", 16)
     torch.manual_seed(0)
     model = FAMILIES[family]().eval()
     images = calibration_tensors(data, RECORD, 2, "camvid")

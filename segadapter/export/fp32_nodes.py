@@ -8,7 +8,14 @@ and matrix products with constant weights (Conv, MatMul, Gemm) - and keeps in fp
   carry no weights to speed up;
 - the layers that write the output: the last weighted Conv / MatMul / Gemm on every path to the
   graph's output (the classifier; a mask head's class and mask projections). Their rounding lands
-  directly in the class scores the argmax reads.
+  directly in the class scores the argmax reads;
+- layers too narrow to pay for their conversions: reduction length K (input channels x kernel
+  area / groups) or output width N under `MIN_INT8_WIDTH`, depthwise convolutions (K = 9) among
+  them. An int8 product saves time in proportion to K x N per output element, while quantizing its
+  input and dequantizing its output cost the same per element whatever the width; measured on the
+  CamVid MiT-b0 models at 480x360, quantizing the 32-wide first stage and the depthwise
+  convolutions made the int8 graph slower than the fp32 one, and keeping them fp32 made it faster
+  (benchmarks/int8.py, README "CPU deployment").
 A MatMul / Gemm output is left in fp32 too (ONNX Runtime's `OpTypesToExcludeOutputQuantization`):
 ONNX Runtime then fuses the product into MatMulIntegerToFloat, an int8 product with an fp32 result
 that feeds the bias add and the norm after it directly, where a quantized output would be rounded
@@ -31,6 +38,8 @@ WEIGHTED_OPS = ("Conv", "MatMul", "Gemm")
 SHAPE_OPS = ("Shape", "Size")
 ACTIVATION_PRODUCT = "activation x activation product (attention / class x mask)"
 OUTPUT_LAYER = "writes the output (classifier)"
+NARROW_LAYER = "too narrow to pay for its int8 conversions (K or N < 64, depthwise)"
+MIN_INT8_WIDTH = 64  # an AMX int8 tile is 64 deep: narrower products leave most of it empty
 BY_NAME = "named by --keep-fp32"
 
 
@@ -72,6 +81,11 @@ def plan_fp32_nodes(graph, rule: str = "default", names: Sequence[str] = ()) -> 
                 plan.keep[node.name] = ACTIVATION_PRODUCT
         for node in _output_layers(graph, constant):
             plan.keep.setdefault(node.name, OUTPUT_LAYER)
+        shapes = {t.name: list(t.dims) for t in graph.initializer}
+        for node in graph.node:
+            size = _reduction_and_width(node, shapes)
+            if size is not None and min(size) < MIN_INT8_WIDTH:
+                plan.keep.setdefault(node.name, NARROW_LAYER)
     for pattern in names:
         matched = [n.name for n in graph.node if n.name and fnmatchcase(n.name, pattern)]
         if not matched:
@@ -82,6 +96,12 @@ def plan_fp32_nodes(graph, rule: str = "default", names: Sequence[str] = ()) -> 
             plan.keep.setdefault(name, BY_NAME)
     plan.keep.pop("", None)  # unnamed nodes cannot be excluded by name
     return plan
+
+
+def weighted_nodes(graph) -> set[str]:
+    """Names of the Conv / MatMul / Gemm nodes with a constant weight: what int8 kernels speed up."""
+    constant = _constant_tensors(graph)
+    return {n.name for n in graph.node if n.op_type in WEIGHTED_OPS and _weighted(n, constant)}
 
 
 def _constant_tensors(graph) -> set[str]:
@@ -96,6 +116,22 @@ def _constant_tensors(graph) -> set[str]:
 def _weighted(node, constant: set[str]) -> bool:
     """A Conv / MatMul / Gemm with a constant weight operand (B / W, or A for a transposed use)."""
     return node.input[1] in constant or node.input[0] in constant
+
+
+def _reduction_and_width(node, shapes: dict[str, list[int]]) -> tuple[int, int] | None:
+    """(K, N) of a Conv / MatMul / Gemm whose weight (input 1) is an initializer of known shape
+    (ONNX Runtime's pre-processing folds computed weights into initializers); None otherwise."""
+    if node.op_type not in WEIGHTED_OPS or len(node.input) < 2 or len(shapes.get(node.input[1], ())) < 2:
+        return None
+    w = shapes[node.input[1]]
+    if node.op_type == "Conv":  # (N, C / groups, kh, kw)
+        k = 1
+        for d in w[1:]:
+            k *= d
+        return k, w[0]
+    if node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute):
+        return w[1], w[0]
+    return w[-2], w[-1]  # MatMul / Gemm: (K, N)
 
 
 def _output_layers(graph, constant: set[str]) -> list:
