@@ -33,6 +33,7 @@ it in results.json, and table.md under `--out` (benchmarks/results/int8/); the .
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -236,6 +237,12 @@ def accuracy(model, pre, dataset: tuple, work: Path, frames: Path, args) -> dict
     inputs = [x[i:i + 1].numpy() for i in range(len(x))]
     ort = torch.cat([nets["ort-fp32"](x[i:i + 1]) for i in range(len(x))])  # one by one: SegDeformer's N x N scores
     out["ort_fp32_vs_torch_max_abs_diff"] = float((ort - ref).abs().max())
+    # float32's own rounding, for scale: both fp32 paths against the same model in float64
+    with torch.inference_mode():
+        exact = copy.deepcopy(model).double()
+        ref64 = torch.cat([exact(x[i:i + 1].double()) for i in range(len(x))])
+    out["torch_fp32_vs_fp64_max_abs_diff"] = float((ref.double() - ref64).abs().max())
+    out["ort_fp32_vs_fp64_max_abs_diff"] = float((ort.double() - ref64).abs().max())
     for path in ("ort-int8", "ort-int8-all"):
         agree = agreement(nets["ort-fp32"], nets[path], inputs)
         out[f"{path}_vs_ort_fp32"] = {"pixels_agree": agree.pixels, "max_abs_diff": agree.max_abs_diff,
@@ -354,8 +361,12 @@ def targets(model: str, row: dict) -> dict:
         checks["miou_drop"] = {"value": drop, "target": TARGETS["miou_drop"], "met": drop <= TARGETS["miou_drop"]}
     if "int8_vs_ort_fp32_latency" in checks and "int8_ceiling" in row:
         checks["int8_vs_ort_fp32_latency"]["ceiling"] = row["int8_ceiling"]["speedup"]  # int8's best possible
-    diff = row["accuracy"]["ort_fp32_vs_torch_max_abs_diff"]
+    acc = row["accuracy"]
+    diff = acc["ort_fp32_vs_torch_max_abs_diff"]
     checks["ort_fp32_diff"] = {"value": diff, "target": TARGETS["ort_fp32_diff"], "met": diff <= TARGETS["ort_fp32_diff"]}
+    if "torch_fp32_vs_fp64_max_abs_diff" in acc:  # how far each fp32 path is from float64
+        checks["ort_fp32_diff"]["fp64"] = {"torch": acc["torch_fp32_vs_fp64_max_abs_diff"],
+                                           "ort": acc["ort_fp32_vs_fp64_max_abs_diff"]}
     return checks
 
 
@@ -370,6 +381,8 @@ def _check(ratio: float, target: float) -> dict:
 def _describe_check(name: str, check: dict) -> str:
     extra = [f"vs {check['best_torch']}"] if "best_torch" in check else []
     extra += [f"int8 ceiling {check['ceiling']:.2f}x"] if "ceiling" in check else []
+    extra += [f"from float64: torch fp32 {check['fp64']['torch']:.2g}, ORT fp32 {check['fp64']['ort']:.2g}"] \
+        if "fp64" in check else []
     return f"{name} {check['value']:.3g} ({', '.join(['met' if check['met'] else 'NOT met', *extra])})"
 
 

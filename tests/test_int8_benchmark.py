@@ -48,6 +48,8 @@ def test_quick_mode_measures_every_path_and_writes_the_results(monkeypatch, tmp_
         assert 0 <= row["accuracy"]["miou"][path] <= 100
     assert row["accuracy"]["val_images"] == 3
     assert row["accuracy"]["ort_fp32_vs_torch_max_abs_diff"] < 1e-4
+    for path in ("torch", "ort"):  # float32 rounding against the float64 model: small, never zero
+        assert 0 < row["accuracy"][f"{path}_fp32_vs_fp64_max_abs_diff"] < 1e-3
     assert row["accuracy"]["ort-int8_vs_ort_fp32"]["pixels_agree"] > 0.9
     assert row["export"]["calibration_inputs"] == 8
     assert {"int8_vs_ort_fp32_latency", "int8_vs_best_torch_throughput", "miou_drop", "ort_fp32_diff"} <= set(row["targets"])
