@@ -36,8 +36,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     q.add_argument("--calib-method", choices=METHODS, default="minmax",
                    help="how activation ranges are set from the calibration data [minmax]")
     q.add_argument("--int8-rule", choices=RULES, default="default",
-                   help="default: quantize Conv / MatMul / Gemm with weights, keep attention products and the "
-                        "output layers fp32; all: every op type ONNX Runtime quantizes, nothing kept [default]")
+                   help="default: quantize Conv / MatMul / Gemm with weights, keep attention products, the "
+                        "output layers and layers narrower than 64 (depthwise convolutions) fp32; all: every "
+                        "op type ONNX Runtime quantizes, nothing kept [default]")
     q.add_argument("--keep-fp32", nargs="+", default=[], metavar="NAME",
                    help="node names (or glob patterns, e.g. '/decode_head/*') to keep in fp32 as well")
     return p

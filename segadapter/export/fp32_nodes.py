@@ -27,6 +27,7 @@ Names given by the user (exact node names or glob patterns) stay fp32 under eith
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Sequence
@@ -38,8 +39,8 @@ WEIGHTED_OPS = ("Conv", "MatMul", "Gemm")
 SHAPE_OPS = ("Shape", "Size")
 ACTIVATION_PRODUCT = "activation x activation product (attention / class x mask)"
 OUTPUT_LAYER = "writes the output (classifier)"
-NARROW_LAYER = "too narrow to pay for its int8 conversions (K or N < 64, depthwise)"
 MIN_INT8_WIDTH = 64  # an AMX int8 tile is 64 deep: narrower products leave most of it empty
+NARROW_LAYER = f"too narrow to pay for its int8 conversions (K or N < {MIN_INT8_WIDTH}, depthwise)"
 BY_NAME = "named by --keep-fp32"
 
 
@@ -125,10 +126,7 @@ def _reduction_and_width(node, shapes: dict[str, list[int]]) -> tuple[int, int] 
         return None
     w = shapes[node.input[1]]
     if node.op_type == "Conv":  # (N, C / groups, kh, kw)
-        k = 1
-        for d in w[1:]:
-            k *= d
-        return k, w[0]
+        return math.prod(w[1:]), w[0]
     if node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute):
         return w[1], w[0]
     return w[-2], w[-1]  # MatMul / Gemm: (K, N)
