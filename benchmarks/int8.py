@@ -13,12 +13,13 @@ preprocessing record), then
   worker process (`worker_process.py`), timed round-robin (A B C, B C A, ...) so a slow spell of
   the machine hits all alike; a latency turn is `--burst` calls back to back, the last one timed (a
   throughput turn one call); medians.
-Every worker runs under the allocator settings the CLI applies (`segadapter.utils.malloc`) and
-with torch's thread count. Before the timing, ONNX Runtime's profiler measures the share of the
-fp32 graph's time spent in weighted products (Conv / MatMul / Gemm with constant weights, the only
-work int8 kernels speed up): 1 / (1 - share) is the most any int8 version can gain over ORT fp32
-(`ort_profile.py`), reported beside the measured speed-up as `int8_ceiling`. The report states the CPU's int8/bf16 ISA (AVX-512 VNNI, AMX), since
-int8 speed-ups depend on it, and checks the issue's targets.
+Every worker runs under the allocator settings the CLI applies (`segadapter.utils.malloc`) and with
+torch's thread count. Before the timing, ONNX Runtime's profiler measures the share of the fp32
+graph's time spent in weighted products (Conv / MatMul / Gemm with constant weights, the only work
+int8 kernels speed up): 1 / (1 - share) is the most any int8 version can gain over ORT fp32
+(`ort_profile.py`), reported beside the measured speed-up as `int8_ceiling`. The report states the
+CPU's int8/bf16 ISA (AVX-512 VNNI, AMX), since int8 speed-ups depend on it, and checks the issue's
+targets.
 
     python benchmarks/int8.py --data ../shared/data/camvid             # train what is missing (seed 0), measure
     python benchmarks/int8.py --runs work_dirs/a work_dirs/b           # existing run (or model) folders

@@ -82,7 +82,7 @@ def test_a_run_without_its_checkpoint_is_named(monkeypatch, tmp_path):
 
 def test_the_weighted_share_counts_convolutions_under_the_names_ort_gives_them(monkeypatch, tmp_path):
     """ORT runs a Conv in blocked layout under a new name (its output's, + `_nchwc`); its time must
-    still count as weighted, and an exp's must not."""
+    still count as weighted, and time under names the graph's weighted nodes lack must not."""
     import torch
 
     monkeypatch.syspath_prepend(str(BENCHMARKS))
