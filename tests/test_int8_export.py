@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -89,6 +90,11 @@ def test_the_int8_file_is_static_qdq_with_its_records(exported):
     assert (record["method"], record["calibration_inputs"], record["rule"]) == ("minmax", 8, "default")
     assert record["keep_fp32"][CLASSIFIER] == OUTPUT_LAYER
     assert "AVX-512 VNNI" in stdout and "AMX-INT8" in stdout and "labels agree on" in stdout
+    timed = re.search(r"int8 vs fp32 speed on this CPU: ([\d.]+) ms int8, ([\d.]+) ms fp32 \(([\d.]+)x\) at 120x160", stdout)
+    assert timed, stdout
+    int8_ms, fp32_ms, ratio = map(float, timed.groups())
+    assert int8_ms > 0 and fp32_ms > 0
+    assert (fp32_ms - 0.05) / (int8_ms + 0.05) - 0.005 <= ratio <= (fp32_ms + 0.05) / max(int8_ms - 0.05, 1e-3) + 0.005
     assert f"output layers kept fp32: {CLASSIFIER}" in stdout
 
 

@@ -84,7 +84,7 @@ def _run_int8(args, model, folder: Path, pre, size) -> int:
     from ..evaluation.options import run_data_config
     from ..export import METADATA_KEY, check_onnx
     from ..export.calibration import calibration_tensors, describe
-    from ..export.int8 import agreement, export_int8
+    from ..export.int8 import agreement, export_int8, speed
     from ..inference.onnx_network import load_onnx_network
     from ..utils.cpu_isa import describe_isa
 
@@ -113,8 +113,9 @@ def _run_int8(args, model, folder: Path, pre, size) -> int:
         print(f"this CPU: {describe_isa()} (ONNX Runtime's int8 kernels use VNNI / AMX where present)")
         if not args.no_check:
             _print_check(model, fp32, size, check_onnx, "onnxruntime fp32")
-            print(f"int8 vs fp32 on the first calibration inputs: "
-                  f"{agreement(load_onnx_network(fp32), load_onnx_network(result.path), inputs[:4])}")
+            nets = load_onnx_network(fp32), load_onnx_network(result.path)
+            print(f"int8 vs fp32 on the first calibration inputs: {agreement(*nets, inputs[:4])}")
+            print(f"int8 vs fp32 speed on this CPU: {speed(*nets, inputs[0])}")
     return 0
 
 

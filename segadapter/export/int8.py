@@ -3,7 +3,9 @@ run-time inference path, ONNX Runtime's static quantization - and how far int8 m
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -44,6 +46,39 @@ def export_int8(model: torch.nn.Module, out_path: str | os.PathLike, images: Ite
         export_onnx(model, fp32, opset, sample_size)
         inputs = network_inputs(load_onnx_network(fp32), images, pre)
         return quantize_int8(fp32, out_path, inputs, method, rule, keep), inputs
+
+
+@dataclass
+class Speed:
+    """int8 against fp32 on one input on this CPU: median ms a call."""
+
+    fp32_ms: float
+    int8_ms: float
+    size: tuple[int, int]
+    calls: int
+
+    def __str__(self) -> str:
+        h, w = self.size
+        return (f"{self.int8_ms:.1f} ms int8, {self.fp32_ms:.1f} ms fp32 ({self.fp32_ms / self.int8_ms:.2f}x) at "
+                f"{h}x{w}, batch 1 (medians of {self.calls} calls each; benchmarks/int8.py measures properly)")
+
+
+def speed(fp32: OnnxNetwork, int8: OnnxNetwork, x: np.ndarray, rounds: int = 4, burst: int = 3) -> Speed:
+    """A quick look at whether int8 pays on this CPU: it depends on the model (how much of its time
+    is in weighted products) and on the CPU (VNNI / AMX), so the export command shows it. The two
+    graphs take turns of `burst` timed calls after an untimed one: a session's threads keep spinning
+    a while after its call and would slow the other's first call."""
+    t = torch.from_numpy(x[:1])
+    times: dict[str, list[float]] = {"fp32": [], "int8": []}
+    for _ in range(rounds):
+        for name, net in (("fp32", fp32), ("int8", int8)):
+            net(t)
+            for _ in range(burst):
+                start = time.perf_counter()
+                net(t)
+                times[name].append(1e3 * (time.perf_counter() - start))
+    return Speed(statistics.median(times["fp32"]), statistics.median(times["int8"]), tuple(x.shape[2:]),
+                 rounds * burst)
 
 
 def agreement(fp32: OnnxNetwork, int8: OnnxNetwork, inputs: Sequence[np.ndarray]) -> Agreement:
