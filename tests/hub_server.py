@@ -2,7 +2,8 @@
 
 It answers the requests `huggingface_hub` makes to download files: `HEAD`/`GET
 /{repo}/resolve/{revision}/{path}` (with the `X-Repo-Commit`, `ETag` and `Content-Length` headers
-and the Hub's `X-Error-Code` on 404s), and `GET /api/models/{repo}/tree/{revision}` for listings.
+and the Hub's `X-Error-Code` on 404s), `GET /api/models/{repo}/tree/{revision}` for listings and
+`GET /api/models/{repo}/revision/{revision}` for `snapshot_download`'s `repo_info`.
 Every request is counted; a file can be set to arrive truncated (half its body, then the
 connection closes) for its next N downloads.
 """
@@ -83,6 +84,8 @@ class LocalHub:
         parts = path.strip("/").split("/")
         if len(parts) >= 5 and parts[0] == "api" and parts[1] == "models" and parts[4] == "tree":
             return self._tree(h, "/".join(parts[2:4]), parts[5] if len(parts) > 5 else "main", body)
+        if len(parts) >= 5 and parts[0] == "api" and parts[1] == "models" and parts[4] == "revision":
+            return self._info(h, "/".join(parts[2:4]), parts[5] if len(parts) > 5 else "main", body)
         if len(parts) < 5 or parts[2] != "resolve":
             return self._error(h, 404, "RepoNotFound", None, body)
         repo_id, revision, filename = "/".join(parts[:2]), parts[3], "/".join(parts[4:])
@@ -119,6 +122,21 @@ class LocalHub:
         items = [{"type": "file", "path": k, "size": len(v), "oid": hashlib.sha1(v).hexdigest()}
                  for k, v in sorted(repo.commits[sha].items())]
         data = json.dumps(items).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        if body:
+            h.wfile.write(data)
+
+    def _info(self, h, repo_id: str, revision: str, body: bool) -> None:
+        """`repo_info`, as `snapshot_download` asks for it before listing the tree."""
+        repo = self.repos.get(repo_id)
+        sha = repo.resolve(revision) if repo else None
+        if sha is None:
+            return self._error(h, 404, "RepoNotFound" if repo is None else "RevisionNotFound", None, body)
+        data = json.dumps({"id": repo_id, "sha": sha, "siblings": [{"rfilename": k} for k in sorted(repo.commits[sha])]
+                           }).encode()
         h.send_response(200)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(data)))

@@ -74,13 +74,14 @@ def fetch(repo: str, revision: str | None = None, *, refresh: bool = False) -> P
     tokenizer files where it has them), downloaded into the Hugging Face cache if needed.
     CheckpointError naming the repository for a missing repository, revision or weights file,
     for a file missing offline, and for a failed download."""
-    if not refresh:
-        cached = _cached_snapshot(repo, revision)
-        if cached is not None:
-            return cached
     from huggingface_hub import constants
 
+    if not refresh:
+        cached = _cached_snapshot(repo, revision, offline=constants.HF_HUB_OFFLINE)
+        if cached is not None:
+            return cached
     if constants.HF_HUB_OFFLINE:
+        _refuse_partial_download(repo, revision)
         raise CheckpointError(
             f"{describe(repo, revision)}: not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
             f"HF_HUB_OFFLINE=1; fetch it on a connected machine with `segadapter download {repo}"
@@ -141,26 +142,41 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def _cached_snapshot(repo: str, revision: str | None) -> Path | None:
-    """The snapshot folder when the weights (and their shards) and every extra file are cached or
-    known to be absent; None when the network must be asked."""
+def _cached_snapshot(repo: str, revision: str | None, offline: bool = False) -> Path | None:
+    """The snapshot folder when it holds a weights file and its shards; None when the network must
+    be asked. Online, every better-preferred weights file and every extra file must also be known
+    absent (our `download` records that), else a cache holding only the .bin of a repository that
+    has safetensors too would stand in for it. Offline there is no one to ask: whatever weights the
+    snapshot holds serve, whichever tool (snapshot_download, transformers, timm, by hand) filled it."""
     from huggingface_hub import try_to_load_from_cache
 
     found = [try_to_load_from_cache(repo, name, revision=revision) for name in WEIGHT_FILES]
     weights = next((Path(p) for p in found if isinstance(p, str)), None)
     if weights is None:
         return None
-    # every better-preferred weight file must be known absent: else a cache holding only the .bin
-    # of a repository that has safetensors too would stand in for it
-    for p in found[:WEIGHT_FILES.index(weights.name)]:
-        if p is None:
-            return None
+    if not offline and any(p is None for p in found[:WEIGHT_FILES.index(weights.name)]):
+        return None
     shards = _shards(weights)
     if any(not isinstance(try_to_load_from_cache(repo, s, revision=revision), str) for s in shards):
         return None
-    if any(try_to_load_from_cache(repo, name, revision=revision) is None for name in EXTRA_FILES):
+    if not offline and any(try_to_load_from_cache(repo, name, revision=revision) is None for name in EXTRA_FILES):
         return None
     return weights.parent
+
+
+def _refuse_partial_download(repo: str, revision: str | None) -> None:
+    """Offline, with no complete weights cached: name a download cut short (huggingface_hub keeps
+    its bytes as `blobs/<etag>.incomplete` until the file is whole; it is never read)."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    folder = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo, repo_type="model")
+    partial = sorted(folder.glob("blobs/*.incomplete"))
+    if partial:
+        raise CheckpointError(
+            f"{describe(repo, revision)}: the Hugging Face cache holds only a partial download "
+            f"({partial[0]}, {partial[0].stat().st_size} bytes) and HF_HUB_OFFLINE=1; finish it with "
+            f"`segadapter download {repo}` on a connected machine (same HF_HOME)")
 
 
 def _shards(weights: Path) -> list[str]:
