@@ -11,6 +11,9 @@ from torch import nn
 
 import segadapter
 from segadapter.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from segadapter.inference.onnx_network import RecordedHead
+from segadapter.modeling.heads.base import LOGITS
+from segadapter.modeling.meta_arch.base import SegmentationModel
 from segadapter.modeling.vocabulary import Vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,15 +53,20 @@ COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "white
            "black": (0, 0, 0), "yellow": (255, 255, 0)}
 
 
-class ColourVocabulary(nn.Module):
+class ColourVocabulary(SegmentationModel):
     """Open-vocabulary toy model: each class is a colour word, and a pixel's logit for a class is
     minus its squared distance to that colour in normalised space (so the answer is known)."""
 
     def __init__(self, classes=("red", "green", "blue")):
         super().__init__()
         self.scale = nn.Parameter(torch.ones(()))
+        self.decode_head = RecordedHead(len(classes), output_stride=1, space=LOGITS)
         self.config = {"name": "colour-vocabulary", "num_classes": len(classes)}
         self.set_classes(list(classes))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.vocabulary.names)
 
     def set_classes(self, names):
         unknown = [n for n in names if n not in COLOURS]
@@ -67,7 +75,6 @@ class ColourVocabulary(nn.Module):
         rgb = torch.tensor([COLOURS[n] for n in names], dtype=torch.float32)
         centres = (rgb - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
         self.register_buffer("centres", centres, persistent=False)
-        self.num_classes = len(names)
         self.vocabulary = Vocabulary(names)  # names map to colours directly: no text tower
 
     def forward(self, x):

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 import segadapter
 from segadapter.evaluation.inference import inference
-from segadapter.modeling.heads.base import DETECTRON2_MASK_SCORES, LOGITS, MMSEG_MASK_SCORES, output_space
+from segadapter.modeling.heads.base import DETECTRON2_MASK_SCORES, LOGITS, MMSEG_MASK_SCORES
+from segadapter.modeling.meta_arch.base import output_space
 
 
 @pytest.fixture(scope="module")

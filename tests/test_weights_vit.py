@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from segadapter.errors import CheckpointError
+from segadapter.modeling.meta_arch import Segmentor
 from segadapter.modeling.weights import segvit as weights_segvit
 from segadapter.modeling.weights import vit as weights_vit
 from segadapter.modeling.weights.load import convert_checkpoint
@@ -23,15 +24,15 @@ X = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
 
 class Holder(nn.Module):
-    def __init__(self, backbone, head=None, num_classes=None):
+    """A bare backbone in a module, under `backbone.` as in a model (the ViT converter alone)."""
+
+    def __init__(self, backbone):
         super().__init__()
         self.backbone = backbone
-        if head is not None:
-            self.decode_head, self.num_classes = head, num_classes
 
 
 def load(model, state):
-    if not hasattr(model, "decode_head"):  # a bare backbone: the ViT converter alone
+    if isinstance(model, Holder):  # a bare backbone: the ViT converter alone
         layout = weights_vit.detect_layout(state)
         converted, ignored = weights_vit.convert(state, layout)
         _, notes = weights_vit.fit(converted, model)
@@ -269,8 +270,8 @@ def test_official_segvit_release(tmp_path):
     path = tmp_path / "segvit.pth"
     torch.save({"state_dict": state}, path)
 
-    model = Holder(ViT(ViTSpec(C, 2, HEADS), img_size=32, out_indices=(0, 1)),
-                   ATMHead((C, C), K, embed_dim=D, num_heads=NH), K).eval()
+    model = Segmentor(ViT(ViTSpec(C, 2, HEADS), img_size=32, out_indices=(0, 1)),
+                      ATMHead((C, C), K, embed_dim=D, num_heads=NH), K).eval()
     layout, ignored, notes = load(model, read_checkpoint(path))
     assert layout == "segvit" and ignored == {
         "backbone.cls_token": "not used after fitting the model (see the notes)",
@@ -308,8 +309,8 @@ def test_official_shrunk_head(tmp_path):
                   "decode_head.atm.class_embed.weight": cls.weight.detach(),
                   "decode_head.atm.class_embed.bias": cls.bias.detach(),
                   "decode_head.atm.loss_decode.criterion.empty_weight": torch.ones(K + 1)})
-    model = Holder(ViT(ViTSpec(C, 2, HEADS), img_size=32, out_indices=(0, 1), shrink_index=1),
-                   ShrunkATMHead((C, C), K, embed_dim=D, num_heads=NH, query_grid=2), K).eval()
+    model = Segmentor(ViT(ViTSpec(C, 2, HEADS), img_size=32, out_indices=(0, 1), shrink_index=1),
+                      ShrunkATMHead((C, C), K, embed_dim=D, num_heads=NH, query_grid=2), K).eval()
     layout, _, _ = load(model, state)
     assert layout == "segvit"
     feats = [torch.randn(1, C, 2, 2), torch.randn(1, C, 1, 1)]
@@ -328,8 +329,8 @@ def test_official_shrunk_head(tmp_path):
 
 
 def test_wrong_class_count_is_explained():
-    model = Holder(ViT(ViTSpec(C, 2, HEADS), img_size=32, out_indices=(0, 1)),
-                   ATMHead((C, C), K, embed_dim=D, num_heads=NH), K)
+    model = Segmentor(ViT(ViTSpec(C, 2, HEADS), img_size=32, out_indices=(0, 1)),
+                      ATMHead((C, C), K, embed_dim=D, num_heads=NH), K)
     state = {k: v for k, v in model.state_dict().items()}
     state["decode_head.class_embed.weight"] = torch.zeros(11, D)
     with pytest.raises(CheckpointError, match="predicts 10 classes"):
@@ -338,7 +339,7 @@ def test_wrong_class_count_is_explained():
 
 def test_shrunk_query_grid_resampled_with_note():
     head = ShrunkATMHead((C, C), K, embed_dim=D, num_heads=NH, query_grid=3)
-    model = Holder(ViT(ViTSpec(C, 2, HEADS), img_size=48, out_indices=(0, 1), shrink_index=1), head, K)
+    model = Segmentor(ViT(ViTSpec(C, 2, HEADS), img_size=48, out_indices=(0, 1), shrink_index=1), head, K)
     state = {k: v for k, v in model.state_dict().items() if k.startswith("decode_head.")}
     state["decode_head.grid_queries.weight"] = torch.randn(4, D)  # a 2 x 2 grid from another crop
     notes = weights_segvit.fit(state, head)

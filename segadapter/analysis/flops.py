@@ -13,7 +13,7 @@ from math import prod
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..modeling.heads.base import DecodeHead, head_of
+from ..modeling.meta_arch.base import declared_model
 
 aten = torch.ops.aten
 
@@ -117,13 +117,13 @@ def count_flops(model: torch.nn.Module, size: tuple[int, int], batch: int = 1, e
     device = next(model.parameters()).device
     x = torch.zeros(batch, 3, *size, device=device)
     # Count the architecture as published, not our algebraically folded inference shortcuts.
-    head = head_of(model)
-    is_head = isinstance(head, DecodeHead)  # else a bare module: counted as it runs
-    shortcuts = [head] if is_head and head.fused_inference and not executed else []
+    declared = declared_model(model)  # None: a bare network, counted as it runs
+    head = declared.decode_head if declared is not None else None
+    shortcuts = [head] if head is not None and head.fused_inference and not executed else []
     for m in shortcuts:
         m.fused_inference = False
     # SAN's published figure leaves out the final class-mask combination (`predict`); SegViT's keeps it
-    run = model.forward_raw if is_head and not head.count_predict_flops else model
+    run = declared.forward_raw if head is not None and not head.count_predict_flops else model
     try:
         with MacCounter() as counter:
             run(x)

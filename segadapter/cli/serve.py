@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from ..evaluation.options import resolve_device
+from ..runtime.wrappers import bare_model
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     examples_dir = Path(tempfile.mkdtemp(prefix="segadapter-examples-"))
     examples = _examples(Path(args.data), args.examples, examples_dir) if args.data else []
     backend = Backend(inferencer, limits)
-    name = getattr(inferencer.model, "config", {}).get("name", "model")
+    name = bare_model(inferencer.model).name
     demo = build_app(backend, examples, title=args.title or f"segadapter: {name}")
     if args.host not in LOOPBACK:
         print(f"segadapter serve: note: listening on {args.host}: anyone who can reach this machine can use "

@@ -30,7 +30,7 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
     optimizer ignores extra keys, and they round-trip through its state_dict).
     """
     no_decay = _norm_param_ids(model)
-    exempt = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
+    exempt = model.no_weight_decay()
     if cfg.layer_decay is not None and model.layer_id(next(n for n, _ in model.named_parameters())) is None:
         raise ConfigError("optim.layer_decay needs a backbone with layer ids (ConvNeXt); "
                           "set optim.layer_decay=null for this model")

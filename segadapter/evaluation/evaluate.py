@@ -12,6 +12,7 @@ from ..runtime.distributed import get_rank, get_world_size, unwrap
 from .inference import check_inference_args, eval_mode, inference
 from ..inference.segment import device_of
 from ..errors import ConfigError
+from ..modeling.meta_arch.base import declared_model
 from .metrics import MIOU_RULES, ConfusionMatrix, MetricResult
 
 
@@ -50,7 +51,8 @@ def evaluate(
     if device is not None:
         net.to(device)
     dev = device_of(net, torch.device(device) if device is not None else torch.device("cpu"))
-    k = num_classes or getattr(net, "num_classes", None) or len(dataset.classes)
+    declared = declared_model(net)  # None: a bare network, scored on the dataset's classes
+    k = num_classes or (declared.num_classes if declared is not None else len(dataset.classes))
     names = class_names or getattr(dataset, "classes", None)
     metric = ConfusionMatrix(k, ignore_index=getattr(dataset, "ignore_index", 255), device=dev)
 

@@ -118,7 +118,7 @@ def run_data_config(model_dir: Path) -> dict:
 
 def model_preprocessing(model: nn.Module, folder: Path) -> Preprocessing:
     """The record in the model's config.json (a folder without one is said once)."""
-    return preprocessing_of(getattr(model, "_orig_mod", model), source=str(folder))
+    return preprocessing_of(model, source=str(folder))  # a compiled model is looked through
 
 
 # -- class names for open-vocabulary models (predict --classes / --classes-file, eval zero-shot) --

@@ -13,7 +13,7 @@ import torch
 
 from ..errors import SegAdapterError
 from ..inference.onnx_network import INPUT, INSTALL, MODEL_KEY, OUTPUT, PREPROCESSING_KEY
-from ..modeling.heads.base import output_space
+from ..modeling.meta_arch.base import output_space
 from ..utils.io import atomic_path
 
 METADATA_KEY = PREPROCESSING_KEY  # the name this module always exported
@@ -26,8 +26,8 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, opset: int = 17
     in the metadata. The output's spatial axes are named for what they are: `height_over_{stride}`."""
     path = Path(path)
     model = model.eval()
-    stride = getattr(model, "output_stride", None)
-    out_h, out_w = (f"height_over_{stride}", f"width_over_{stride}") if stride else ("out_height", "out_width")
+    stride = model.output_stride
+    out_h, out_w = f"height_over_{stride}", f"width_over_{stride}"
     x = torch.zeros(1, 3, *sample_size)
     with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
         # The TorchScript exporter: dynamic shapes without extra packages (onnxscript).
@@ -44,16 +44,15 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, opset: int = 17
 
 def model_metadata(model: torch.nn.Module) -> dict[str, str]:
     """The metadata properties describing `model`'s graph (JSON strings)."""
-    config = getattr(model, "config", {}) or {}
     space = output_space(model)
     props = {MODEL_KEY: json.dumps({
-        "name": config.get("name", type(model).__name__),
-        "num_classes": int(getattr(model, "num_classes", 0) or config.get("num_classes") or 0) or None,
-        "output_stride": getattr(model, "output_stride", None),
+        "name": model.name,
+        "num_classes": int(model.num_classes),
+        "output_stride": int(model.output_stride),
         "output_space": {"kind": space.kind, "tta": space.tta},
     })}
-    if config.get("preprocessing") is not None:
-        props[PREPROCESSING_KEY] = json.dumps(config["preprocessing"])
+    if model.config.get("preprocessing") is not None:
+        props[PREPROCESSING_KEY] = json.dumps(model.config["preprocessing"])
     return props
 
 

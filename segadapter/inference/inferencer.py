@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import ConfigError, SegAdapterError
 from ..modeling.vocabulary import require_vocabulary, vocabulary_of
+from ..runtime.wrappers import bare_model
 from ..runtime.amp import AMP_DTYPES
 from .onnx_network import OnnxNetwork, check_torch_only_options, is_onnx_path, load_onnx_network
 from .preprocess import Preprocessing, preprocessing_of
@@ -114,7 +115,7 @@ class Inferencer:
     def num_classes(self) -> int:
         if self.classes is not None:
             return len(self.classes)
-        return int(getattr(self.model, "num_classes", 0) or getattr(self.model, "config", {}).get("num_classes"))
+        return bare_model(self.model).num_classes
 
     def set_classes(self, classes: Sequence[str] | None) -> None:
         """Name the classes to segment: for open-vocabulary models any list (the model's

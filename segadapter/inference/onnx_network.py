@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError, SegAdapterError
 from ..modeling.heads.base import LOGITS, DecodeHead, OutputSpace
+from ..modeling.meta_arch.base import SegmentationModel
 
 PREPROCESSING_KEY = "segadapter.preprocessing"  # the preprocessing record, JSON (inference/preprocess.py)
 MODEL_KEY = "segadapter.model"  # {"name", "num_classes", "output_stride", "output_space": {"kind", "tta"}}
@@ -47,10 +48,11 @@ class RecordedHead(DecodeHead):
         self.num_classes, self.output_stride, self.output_space = num_classes, output_stride, space
 
 
-class OnnxNetwork(nn.Module):
+class OnnxNetwork(SegmentationModel):
     """`OnnxNetwork(path)(images)` -> the graph's fp32 output, as a torch tensor on the input's
     device (ONNX Runtime runs on the CPU). `config` holds the name, class count and, when the file
-    has one, the preprocessing record, as a model folder's config.json does."""
+    has one, the preprocessing record, as a model folder's config.json does; the rest of the
+    model contract (`SegmentationModel`) is read from its `decode_head`, which declares the output."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         super().__init__()
@@ -62,9 +64,8 @@ class OnnxNetwork(nn.Module):
         stride = int(model.get("output_stride") or 1)
         space = OutputSpace(**model["output_space"]) if model.get("output_space") else LOGITS
         self.decode_head = RecordedHead(num_classes, stride, space)
-        self.num_classes, self.output_stride = num_classes, stride
         self.quantization = _json_entry(meta, QUANTIZATION_KEY, self.path)
-        self.config: dict[str, Any] = {"name": f"{model.get('name', 'model')} ({self.path.name}, ONNX: classes "
+        self.config = {"name": f"{model.get('name', 'model')} ({self.path.name}, ONNX: classes "
                                                "fixed at export)", "num_classes": num_classes}
         record = _json_entry(meta, PREPROCESSING_KEY, self.path)
         if record is not None:

@@ -19,6 +19,7 @@ import torch
 from ..data.transforms import (IMAGENET_MEAN, IMAGENET_STD, Compose, Normalize, ToTensor, rescale_size,
                                resize_image)
 from ..errors import ConfigError
+from ..runtime.wrappers import bare_model
 from .segment import MODES
 
 KEY = "preprocessing"  # the config.json key
@@ -191,7 +192,8 @@ def preprocessing_of(model_or_config: Any, source: str | None = None) -> Preproc
     model's `default_preprocessing` attribute (Preprocessing keyword arguments) if it has one. When `source` (the
     folder) is given, that is said once per folder with a `LegacyPreprocessingWarning`.
     """
-    config = model_or_config if isinstance(model_or_config, Mapping) else getattr(model_or_config, "config", {})
+    model = None if isinstance(model_or_config, Mapping) else bare_model(model_or_config)
+    config = model_or_config if model is None else model.config
     raw = config.get(KEY)
     if raw is not None:
         pre = Preprocessing.from_dict(raw, source or "model config")
@@ -207,7 +209,7 @@ def preprocessing_of(model_or_config: Any, source: str | None = None) -> Preproc
             f"{source}: {where}, so it runs as before: images at their own size (eval: "
             "the training run's data.scale), ImageNet mean/std, whole image; --scale W H resizes"), stacklevel=2)
     # a model class may name its own defaults (e.g. CLIP's mean/std) for instances without a record
-    own = None if isinstance(model_or_config, Mapping) else getattr(model_or_config, "default_preprocessing", None)
+    own = None if model is None else model.default_preprocessing
     defaults = dict(own or {})
     try:
         return Preprocessing(**{"classes": config.get("classes"), "palette": config.get("palette"), **defaults},

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, SegAdapterError
-from ..modeling.heads.base import output_space
+from ..modeling.meta_arch.base import output_space
 from .io_threads import TakeTurns, ordered_map
 from .preprocess import Preprocessing
 from .segment import check_inference_args, inference, is_tta

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..modeling.heads.base import output_space, takes_output_size
+from ..modeling.meta_arch.base import output_space, takes_output_size
 
 MODES = ("whole", "slide")
 

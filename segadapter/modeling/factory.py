@@ -9,14 +9,14 @@ from ..utils.io import to_plain
 from . import hf_hub, hub, published
 from . import models as _families  # noqa: F401  (importing the family files registers every variant)
 from .registry import get_builder, list_models, model_options, weight_options
-from .segmentor import Segmentor
+from .meta_arch import SegmentationModel
 from .weights import apply_state_dict, load_pretrained
 
 __all__ = ["create_model", "from_pretrained", "list_models"]
 
 
 def create_model(name: str, num_classes: int | None = None, pretrained: bool | str | os.PathLike | None = None,
-                 **options: Any) -> Segmentor:
+                 **options: Any) -> SegmentationModel:
     """Build a registered model (`segadapter.list_models()`).
 
     `num_classes` defaults to the number of `classes` names for open-vocabulary models, else 150.
@@ -48,6 +48,8 @@ def create_model(name: str, num_classes: int | None = None, pretrained: bool | s
         model = builder(num_classes=num_classes, **options)
     except ValueError as e:  # a known option with an invalid value (a TypeError is a bug: it surfaces)
         raise ConfigError(f"invalid options for model {name!r}: {e}") from None
+    if not isinstance(model, SegmentationModel):  # a builder's bug: the rest of the toolkit reads the contract
+        raise TypeError(f"the builder of {name!r} returned a {type(model).__name__}, not a SegmentationModel")
     model.config = {"name": name, "num_classes": num_classes, "options": to_plain(options)}
     if pretrained is not None:
         model.load_report = load_pretrained(model, hf_hub.local_path(pretrained))
@@ -71,7 +73,7 @@ def _resolve_published(name: str, num_classes: int, pretrained, options: dict[st
     return source, options
 
 
-def from_pretrained(path: str | os.PathLike, **overrides: Any) -> Segmentor:
+def from_pretrained(path: str | os.PathLike, **overrides: Any) -> SegmentationModel:
     """Rebuild a model from a `save_pretrained` folder (or a training run folder) alone."""
     directory = hub.resolve_model_dir(path)
     config = hub.read_config(directory)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..runtime.wrappers import bare_model
 
 MAX_NAME_CHARS = 200
 BRING_CLIP = ("CLIP weights (OpenAI's ViT-B-16.pt, an open_clip checkpoint, or a Hugging Face CLIP folder), "
@@ -201,18 +202,16 @@ class ClipVocabulary(Vocabulary):
 
 
 def vocabulary_of(model: nn.Module) -> Vocabulary | None:
-    """The model's vocabulary (None: a fixed set of classes); compiled models are looked through."""
-    vocab = getattr(getattr(model, "_orig_mod", model), "vocabulary", None)
-    return vocab if isinstance(vocab, Vocabulary) else None
+    """The model's vocabulary (None: a fixed set of classes); wrapped and compiled models are looked
+    through."""
+    return bare_model(model).vocabulary
 
 
 def require_vocabulary(model: nn.Module, what: str = "class names") -> Vocabulary:
     """The model's vocabulary, or one ConfigError naming the model when its classes are fixed."""
     vocab = vocabulary_of(model)
     if vocab is None:
-        model = getattr(model, "_orig_mod", model)
-        name = getattr(model, "config", {}).get("name", type(model).__name__)
-        k = getattr(model, "num_classes", None)
-        raise ConfigError(f"{what}: only open-vocabulary models (san-*) take class names; {name} segments "
-                          f"the fixed set of {k} classes it was trained on")
+        model = bare_model(model)
+        raise ConfigError(f"{what}: only open-vocabulary models take class names; {model.name} segments "
+                          f"the fixed set of {model.num_classes} classes it was trained on")
     return vocab

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import SegAdapterError
+from ..runtime.wrappers import bare_model
 from .legend import CSS, legend_html, legend_rows
 from .uploads import Limits, read_upload
 
@@ -178,7 +179,7 @@ def describe(inferencer) -> str:
         resize = f"short side {pre.short_side}"
     else:
         resize = "images at their own size"
-    name = getattr(inferencer.model, "config", {}).get("name", type(inferencer.model).__name__)
+    name = bare_model(inferencer.model).name
     k = inferencer.num_classes
     return f"{name}, {k} classes, {resize}, {pre.mode} inference"
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import Backbone
 from .clip import CLIP
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # 0-255 scale, the data pipeline's
@@ -52,7 +53,7 @@ def sls_attention_bias(bias: torch.Tensor, num_cls: int = 1) -> torch.Tensor:
     return torch.cat([top, rest.expand(b, n, -1, -1)], dim=-2)
 
 
-class ClipBackbone(nn.Module):
+class ClipBackbone(Backbone):
     def __init__(self, clip: CLIP, taps: tuple[int, ...] = (0, 3, 6, 9), clip_scale: float = 0.5,
                  size_divisor: int = 32, input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD,
                  trainable: tuple[str, ...] = ("visual.positional_embedding",)):
@@ -116,9 +117,6 @@ class ClipBackbone(nn.Module):
             start, stop = self.taps[i - 2], self.taps[i - 1]
         for blk in self.blocks[start:stop]:
             x = blk(x)
-        return x
-
-    def stage_output(self, i: int, x: torch.Tensor) -> torch.Tensor:
         return x
 
     def recognize(self, tokens: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

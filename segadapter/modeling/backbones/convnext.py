@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .base import Backbone
 from ..layers import DropPath, LayerNorm2d, drop_path_rates
 
 
@@ -47,7 +48,7 @@ class ConvNeXtBlock(nn.Module):
         return x + self.drop_path(y.permute(0, 3, 1, 2))
 
 
-class ConvNeXt(nn.Module):
+class ConvNeXt(Backbone):
     """ConvNeXt encoder. `forward` returns the 4 normalised stage maps (strides 4..32), NCHW."""
 
     def __init__(self, spec: ConvNeXtSpec, in_chans: int = 3, drop_path_rate: float = 0.4,
@@ -106,13 +107,6 @@ class ConvNeXt(nn.Module):
     def stage_output(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """The per-output norm stays on the path to the decode head."""
         return self.out_norms[i](x)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outs = []
-        for i in range(4):
-            x = self.stage_forward(i, x)
-            outs.append(self.stage_output(i, x))
-        return outs
 
 
 def convnext(variant: str, drop_path_rate: float | None = None, **kwargs) -> ConvNeXt:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .base import Backbone
 from ..layers import DropPath, attention, drop_path_rates, init_weights, map_to_tokens, tokens_to_map
 
 
@@ -128,7 +129,7 @@ class MiTStage(nn.Module):
         return tokens_to_map(self.norm(x), h, w)
 
 
-class MixVisionTransformer(nn.Module):
+class MixVisionTransformer(Backbone):
     """MiT encoder. `forward` returns the 4 stage maps (strides 4, 8, 16, 32), NCHW."""
 
     def __init__(self, spec: MiTSpec, in_chans: int = 3, drop_path_rate: float = 0.1, layer_norm_eps: float = 1e-6,
@@ -153,21 +154,9 @@ class MixVisionTransformer(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.apply(init_weights)
 
-    # Stage-wise API used by the Segmentor to plug adapters between stages.
     def stage_forward(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Run stage i; the result flows to stage i+1 (adapters rewrite it in between)."""
         return self.stages[i](x)
-
-    def stage_output(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        """What the decode head sees of stage i: for MiT the flowing map itself."""
-        return x
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outs = []
-        for i in range(4):
-            x = self.stage_forward(i, x)
-            outs.append(self.stage_output(i, x))
-        return outs
 
 
 def mit(variant: str, **kwargs) -> MixVisionTransformer:

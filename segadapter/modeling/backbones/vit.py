@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ConfigError
+from .base import Backbone
 from ..layers import DropPath
 from ..layers import resample_abs_pos_embed
 
@@ -157,7 +158,7 @@ def _as_pair(v) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, (int, float)) else (int(v[0]), int(v[1]))
 
 
-class ViT(nn.Module):
+class ViT(Backbone):
     """ViT encoder with taps at `out_indices` (0-based block indices; the last tap must be the
     last block, pass `depth` to truncate). `forward` returns the tapped NCHW maps."""
 
@@ -231,13 +232,6 @@ class ViT(nn.Module):
 
     def stage_output(self, i: int, x) -> torch.Tensor:
         return x[0] if isinstance(x, tuple) else x
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outs = []
-        for i in range(len(self.out_indices)):
-            x = self.stage_forward(i, x)
-            outs.append(self.stage_output(i, x))
-        return outs
 
     # ----------------------------------------------------------------- pieces
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -55,18 +55,6 @@ MMSEG_MASK_SCORES = OutputSpace("probabilities", "softmax")  # SegViT (mmseg 0.2
 DETECTRON2_MASK_SCORES = OutputSpace("probabilities", "mean")  # SAN (detectron2)
 
 
-def output_space(model) -> OutputSpace:
-    """The output space of a model's head (LOGITS for a model without a `DecodeHead`)."""
-    head = head_of(model)
-    return head.output_space if isinstance(head, DecodeHead) else LOGITS
-
-
-def takes_output_size(model) -> bool:
-    """Whether the model's head predicts at a requested output size itself (`model(x, out_size=)`)."""
-    head = head_of(model)
-    return isinstance(head, DecodeHead) and head.takes_output_size
-
-
 def resize_scores(scores: torch.Tensor, size=None) -> torch.Tensor:
     """Bilinear resize of (B, K, h, w) scores to `size` (no-op when None or equal)."""
     if size is None or tuple(scores.shape[-2:]) == tuple(size):
@@ -115,12 +103,6 @@ class DecodeHead(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """Parameter names (relative to the head) exempt from weight decay."""
         return set()
-
-
-def head_of(model) -> DecodeHead | None:
-    """The decode head of a model, a DDP-wrapped or a compiled one."""
-    model = getattr(model, "module", model)  # DistributedDataParallel
-    return getattr(model, "decode_head", None)
 
 
 class PixelHead(DecodeHead):

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import torch
 
-from ..segmentor import Segmentor
+from .segmentor import Segmentor
 from ..vocabulary import ClipVocabulary
 
 

@@ -14,17 +14,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from .vocabulary import Vocabulary, require_vocabulary
+from ..backbones.base import Backbone
+from ..heads.base import DecodeHead
+from .. import hub
+from .base import SegmentationModel
 
 # Optimizer parameter groups by top-level module: the config's lr multipliers are keyed by these.
 PARAM_GROUPS = {"backbone": "backbone", "adapters": "adapter", "decode_head": "head"}
 
 
-class Segmentor(nn.Module):
-    # the class names an open-vocabulary model segments (modeling/vocabulary.py); None: fixed classes
-    vocabulary: Vocabulary | None = None
+class Segmentor(SegmentationModel):
+    """The encoder-decoder meta-architecture; the model contract is `SegmentationModel`'s."""
 
-    def __init__(self, backbone: nn.Module, decode_head: nn.Module, num_classes: int,
+    def __init__(self, backbone: Backbone, decode_head: DecodeHead, num_classes: int,
                  adapters: nn.ModuleList | None = None):
         super().__init__()
         self.backbone = backbone
@@ -32,39 +34,13 @@ class Segmentor(nn.Module):
         self.decode_head = decode_head
         if decode_head.num_classes != num_classes:
             raise ValueError(f"the decode head predicts {decode_head.num_classes} classes, not {num_classes}")
-        self.config: dict[str, Any] = {}
-
-    @property
-    def num_classes(self) -> int:
-        return self.decode_head.num_classes  # an open-vocabulary head's follows its class names
-
-    @property
-    def output_stride(self) -> int:
-        return self.decode_head.output_stride
-
-    @property
-    def open_vocabulary(self) -> bool:
-        """Whether the classes are names the model can be given at inference (`set_classes`)."""
-        return self.vocabulary is not None
-
-    def set_classes(self, names) -> None:
-        """Replace the vocabulary of an open-vocabulary model; the config follows (and so every
-        folder it is saved to)."""
-        self._record_classes(require_vocabulary(self).set(names))
 
     def on_weights_loaded(self) -> None:
-        """Called by `create_model` after published weights were loaded: the head's hook, and an
-        open-vocabulary model embeds its names by text if it now can (e.g. CLIP arrived)."""
+        """The head's hook, and an open-vocabulary model embeds its names by text if it now can
+        (e.g. CLIP arrived)."""
         self.decode_head.on_weights_loaded()
         if self.vocabulary is not None:
             self.vocabulary.refresh()
-
-    def _record_classes(self, names) -> None:
-        self.config["num_classes"] = self.num_classes
-        self.config["classes"] = list(names)
-        if "classes" in self.config.get("options", {}):
-            self.config["options"]["classes"] = list(names)
-        self.config.pop("palette", None)  # a dataset's palette does not fit other classes
 
     def extract_features(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Stage maps for the head, and the adapters' side outputs (empty without adapters).
@@ -122,22 +98,18 @@ class Segmentor(nn.Module):
     def layer_id(self, name: str) -> tuple[int, int] | None:
         """(depth id, top id) for layer-wise lr decay, from the backbone; None when the backbone
         has no layer ids. Everything outside the backbone sits at the top."""
-        if not hasattr(self.backbone, "layer_id"):
-            return None
         top = self.backbone.num_layer_ids
+        if top is None:
+            return None
         group, _, rest = name.partition(".")
         return (self.backbone.layer_id(rest) if group == "backbone" else top), top
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names the backbone and head exempt from weight decay (position embeddings,
         queries, tokens), as full model names."""
-        names = {f"decode_head.{n}" for n in self.decode_head.no_weight_decay()}
-        if hasattr(self.backbone, "no_weight_decay"):
-            names |= {f"backbone.{n}" for n in self.backbone.no_weight_decay()}
-        return names
+        return ({f"decode_head.{n}" for n in self.decode_head.no_weight_decay()}
+                | {f"backbone.{n}" for n in self.backbone.no_weight_decay()})
 
     def save_pretrained(self, directory, **extra: Any) -> None:
         """Write `config.json` + `model.safetensors` (see `segadapter.from_pretrained`)."""
-        from .hub import save_pretrained
-
-        save_pretrained(self, directory, **extra)
+        hub.save_pretrained(self, directory, **extra)

@@ -6,7 +6,7 @@ from torch import nn
 
 from ..adapters import AdapterOptions, SideAdapters
 from ..heads import AllMLPHead
-from ..segmentor import Segmentor
+from ..meta_arch import Segmentor
 
 
 def all_mlp_segmentor(backbone: nn.Module, num_classes: int, adapter: str | None, decoder_channels: int,

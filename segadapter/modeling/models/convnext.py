@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..backbones import convnext
 from ..adapters import AdapterOptions
 from ..registry import option_names, register_model
-from ..segmentor import Segmentor
+from ..meta_arch import Segmentor
 from .all_mlp import all_mlp_segmentor, default_head_act
 
 

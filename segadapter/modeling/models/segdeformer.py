@@ -15,7 +15,7 @@ from ..backbones.convnext import CONVNEXT_SPECS, convnext
 from ..backbones.mit import MIT_SPECS, mit
 from ..heads.segdeformer import SegDeformerHead
 from ..registry import option_names, register_model
-from ..segmentor import Segmentor
+from ..meta_arch import Segmentor
 
 # registry name -> (backbone family, variant)
 SEGDEFORMER_VARIANTS: dict[str, tuple[str, str]] = {

@@ -14,7 +14,7 @@ from ..backbones.vit import VIT_SPECS, vit
 from ..heads.atm import ATMHead
 from ..heads.atm_shrunk import ShrunkATMHead
 from ..registry import option_names, register_model
-from ..segmentor import Segmentor
+from ..meta_arch import Segmentor
 
 # The official inference resizes the mask logits to the crop size the model was built for
 # (`img_size`), combines them with the class probabilities there, and resizes the scores to the

@@ -79,7 +79,7 @@ def convert_checkpoint(model, state: dict[str, torch.Tensor], path: str | os.Pat
     ignored.update(with_reasons(dropped))
     head_type = type(head).__name__
     notes: list[str] = []
-    if head_state and getattr(model, "adapters", None) is not None:
+    if head_state and model.adapters is not None:
         # published heads were trained without adapters (and with ReLU where ours use GELU): such a
         # model keeps only the encoder
         ignored.update(dict.fromkeys(used, f"a published head, which this model's {head_type} "
@@ -142,7 +142,7 @@ def _head_fits(model, state: dict) -> bool:
 
 
 def _converter_for(model):
-    backbone = getattr(model, "backbone", None)
+    backbone = model.backbone
     for family in CONVERTERS:
         if family.handles(backbone):
             return family
@@ -154,8 +154,8 @@ def _check_num_classes(model, state: dict, path: Path) -> None:
     """One clear error when the file's head predicts another number of classes (the head says
     which of its tensors tell)."""
     own = {k[len("decode_head."):]: v for k, v in state.items() if k.startswith("decode_head.")}
-    got, k = model.decode_head.classes_in(own), getattr(model, "num_classes", None)
-    if got is not None and k is not None and got != k:
+    got, k = model.decode_head.classes_in(own), model.num_classes
+    if got is not None and got != k:
         raise CheckpointError(
             f"{path}: the checkpoint's decode head predicts {got} classes but the model was "
             f"built with num_classes={k}; build it with num_classes={got}, or start from "
@@ -170,7 +170,7 @@ def _architecture_hint(path: Path, family, state: dict, model) -> str:
     want = family.describe({f"backbone.{k}": v for k, v in model.backbone.state_dict().items()})
     if got is None or want is None or got == want:
         return ""
-    name = getattr(model, "config", {}).get("name", type(model).__name__)
+    name = model.name
 
     def words(widths, depths):
         variant = family.variant_name(widths, depths)
@@ -181,7 +181,7 @@ def _architecture_hint(path: Path, family, state: dict, model) -> str:
 
 
 def _no_layout_error(path: Path, state: dict, family, model) -> CheckpointError:
-    name = getattr(model, "config", {}).get("name", type(model).__name__)
+    name = model.name
     for other in CONVERTERS:
         layout = other.detect_layout(state) if other is not family else None
         if layout is not None:

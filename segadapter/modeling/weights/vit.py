@@ -25,6 +25,7 @@ import re
 import torch
 
 from ...errors import CheckpointError
+from ..backbones.base import Backbone
 from ..backbones.vit import VIT_SPECS, ViT
 from ..layers import resample_abs_pos_embed
 from .converters import DROP, WeightConverter, find_prefix, register_converter
@@ -182,7 +183,7 @@ def _fuse_qkv(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def fit(state: dict[str, torch.Tensor], model) -> tuple[list[str], list[str]]:
     """Adapt a converted state to `model` (a Segmentor or a bare ViT): class token, position
     grid, depth. Mutates `state`; returns (our keys removed, notes for the load report)."""
-    backbone = getattr(model, "backbone", model)
+    backbone = model if isinstance(model, Backbone) else model.backbone
     prefix = "backbone." if backbone is not model else ""
     removed, notes = [], []
     pos_key, cls_key = prefix + "pos_embed", prefix + "cls_token"
