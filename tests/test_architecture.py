@@ -89,9 +89,9 @@ def test_engine_and_evaluation_do_not_import_each_other():
 
 
 # --------------------------------------------------------------------------- the head contract
-def _calls(fn_names: tuple[str, ...]):
+def _calls(fn_names: tuple[str, ...], root: Path = ROOT):
     """(module path, line, call node) of every call of a bare name in `fn_names` in the package."""
-    for path in ROOT.rglob("*.py"):
+    for path in root.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in fn_names:
                 yield path, node.lineno, node
@@ -193,3 +193,71 @@ def test_clip_loads_through_the_common_loader():
     graph = _graph()
     assert "segadapter.modeling.weights.load" in graph["segadapter.modeling.models.san"]
     assert "load_clip" not in (ROOT / "modeling" / "models" / "san.py").read_text()
+
+
+# ------------------------------------------------------------------ the model and backbone contracts
+def _declared(cls, base) -> set[str]:
+    names = set()
+    for klass in cls.__mro__[:cls.__mro__.index(base)]:
+        names |= {n for n in vars(klass) if not n.startswith("__")} | set(vars(klass).get("__annotations__", {}))
+    return names
+
+
+def _model_and_backbone_names() -> set[str]:
+    """What `SegmentationModel`, the `Segmentor` (its parts) and `Backbone` declare, and the
+    wrappers' attributes (`module`, `_orig_mod`), which only runtime/wrappers.py looks through."""
+    from torch import nn
+
+    from segadapter.modeling.backbones.base import Backbone
+    from segadapter.modeling.meta_arch import SegmentationModel, Segmentor
+
+    names = _declared(Segmentor, nn.Module) | _declared(Backbone, nn.Module) | {"backbone", "adapters",
+                                                                                "decode_head", "module", "_orig_mod"}
+    return names - {"forward", "forward_raw", "extract_features", "stage_forward", "stage_output"} | \
+        {"name", "num_classes", "output_stride", "config", "load_report", "vocabulary", "no_weight_decay"}
+
+
+def test_model_and_backbone_declarations_are_read_not_probed():
+    """Only the declaring files may ask a model or a backbone "do you have X?" (getattr / hasattr
+    with a name they declare); everywhere else the declared attribute is read."""
+    names = _model_and_backbone_names()
+    assert {"num_classes", "output_stride", "config", "load_report", "vocabulary", "default_preprocessing",
+            "layer_id", "num_layer_ids", "out_channels", "out_strides", "no_weight_decay", "name"} <= names
+    declaring = {ROOT / "modeling" / "meta_arch" / "base.py", ROOT / "modeling" / "backbones" / "base.py",
+                 ROOT / "runtime" / "wrappers.py"}
+    probes = [f"{p.relative_to(ROOT.parent)}:{line} {node.args[1].value}"
+              for p, line, node in _calls(("getattr", "hasattr")) if p not in declaring and len(node.args) >= 2
+              and isinstance(node.args[1], ast.Constant) and node.args[1].value in names]
+    assert not probes, probes
+
+
+def test_the_probe_finder_finds_probes(tmp_path):
+    """The check above can fail: a probe of a declared name is found, another name is not."""
+    (tmp_path / "probe.py").write_text('def f(model, ds):\n    return getattr(ds, "classes", 0), '
+                                       'hasattr(model, "num_layer_ids")\n')
+    names = _model_and_backbone_names()
+    found = [(p.name, line, node.args[1].value) for p, line, node in _calls(("getattr", "hasattr"), tmp_path)
+             if node.args[1].value in names]
+    assert found == [("probe.py", 2, "num_layer_ids")]
+
+
+def test_every_model_declares_the_contract():
+    """Segmentor, SAN's meta-architecture and an ONNX graph share one declaration; every staged
+    backbone declares the backbone contract."""
+    from segadapter.inference.onnx_network import OnnxNetwork
+    from segadapter.modeling.backbones import ConvNeXt, MixVisionTransformer
+    from segadapter.modeling.backbones.base import Backbone
+    from segadapter.modeling.backbones.clip_backbone import ClipBackbone
+    from segadapter.modeling.backbones.vit import ViT
+    from segadapter.modeling.meta_arch import SegmentationModel, Segmentor, SideAdapterSegmentor
+
+    assert all(issubclass(c, SegmentationModel) for c in (Segmentor, SideAdapterSegmentor, OnnxNetwork))
+    assert all(issubclass(c, Backbone) for c in (ConvNeXt, MixVisionTransformer, ViT, ClipBackbone))
+
+
+def test_the_library_does_not_import_cli_modules():
+    """cli/ is the top: argument parsing and printing stay there; no library module imports it."""
+    graph = _graph()
+    up = sorted(f"{n} -> {m}" for n, deps in graph.items() if not n.startswith(("segadapter.cli", "segadapter.__main__"))
+                for m in deps if m.startswith("segadapter.cli"))
+    assert not up, up
