@@ -261,3 +261,29 @@ def test_the_library_does_not_import_cli_modules():
     up = sorted(f"{n} -> {m}" for n, deps in graph.items() if not n.startswith(("segadapter.cli", "segadapter.__main__"))
                 for m in deps if m.startswith("segadapter.cli"))
     assert not up, up
+
+
+def _family_words() -> set[str]:
+    """Every word of a registered model name and of its model-card tags ("segformer", "mit", ...)."""
+    import re
+
+    from segadapter.modeling.factory import list_models
+    from segadapter.modeling.registry import card_tags
+
+    words = {w for name in list_models() for w in re.split(r"[-_]", name) if re.fullmatch(r"[a-z]+\d*", w)}
+    words |= {t for name in list_models() for t in card_tags(name)}
+    # "segadapter" is the library's name as well as its method's tag; "adapt" stays for the method
+    return {w for w in words if not re.fullmatch(r"[a-z]\d*|shrunk|segadapter", w)}
+
+
+def test_published_weights_and_model_cards_name_no_family():
+    """A method registers its published weights and card tags beside its variants: published.py and
+    model_card.py hold no per-family table (no family word anywhere in them, comments included)."""
+    import re
+
+    words = _family_words()
+    assert {"segformer", "san", "convnext", "segvit", "segdeformer", "mit", "vit", "semask"} <= words
+    for path in (ROOT / "modeling" / "published.py", ROOT / "modeling" / "model_card.py"):
+        text = path.read_text().lower()
+        found = sorted(w for w in words if re.search(rf"\b{w}\b", text))
+        assert not found, f"{path.name} names {found}"

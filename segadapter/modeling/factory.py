@@ -22,10 +22,10 @@ def create_model(name: str, num_classes: int | None = None, pretrained: bool | s
     `num_classes` defaults to the number of `classes` names for open-vocabulary models, else 150.
 
     `pretrained`:
-      True              the variant's default published weights (modeling/published.py: the
-                        backbone's, or the whole fine-tuned model where its class count matches;
-                        SAN: OpenAI's CLIP and its tokenizer), fetched from the Hugging Face Hub
-      "in22k", ...      a named alternative the table lists for the variant
+      True              the variant's default published weights, registered with it in its family
+                        file (the backbone's, or the whole fine-tuned model where its class count
+                        matches; SAN: OpenAI's CLIP and its tokenizer), fetched from the Hugging Face Hub
+      "in22k", ...      a named alternative the variant registered
       "hf-hub:ORG/NAME[@REV]" or "ORG/NAME[@REV]"   any repository in a layout the converters read
       a local file or folder (wins over a hub id of the same spelling): a `save_pretrained`
                         folder, or published weights in one of the layouts the converters read
@@ -62,14 +62,13 @@ def _resolve_published(name: str, num_classes: int, pretrained, options: dict[st
     """`pretrained=True` / a named alternative -> a hub id (SAN: the `clip` and `vocab` options)."""
     if pretrained is False:
         return None, options
-    named = pretrained if isinstance(pretrained, str) and (name, pretrained) in published.NAMED else None
+    named = pretrained if published.is_named(name, pretrained) else None
     if pretrained is not True and named is None:
         return pretrained, options
     choice = published.default_weights(name, num_classes, named)
     source = hf_hub.PREFIX + choice.repo
-    if choice.part == "clip":  # CLIP's weights and its tokenizer, from the same repository
-        options = {**options, "clip": options.get("clip") or source, "vocab": options.get("vocab") or source}
-        return None, options
+    if choice.options:  # the builder loads this part itself (e.g. CLIP's weights and its tokenizer)
+        return None, {**options, **{o: options.get(o) or source for o in choice.options}}
     return source, options
 
 

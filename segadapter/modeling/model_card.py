@@ -8,14 +8,13 @@ from typing import Any
 
 import yaml
 
-FAMILY_TAGS = (("adapt-", "segadapter"), ("semask-", "semask"), ("segdeformer-", "segdeformer"),
-               ("segvit-", "segvit"), ("san-", "san"), ("segformer-", "segformer"), ("convnext-", "convnext"))
+from .registry import card_tags
 
 
 def model_card(config: dict[str, Any]) -> str:
     name = config.get("name", "model")
     tags = ["segadapter", "image-segmentation", "semantic-segmentation"]
-    tags += [tag for prefix, tag in FAMILY_TAGS if name.startswith(prefix)][:1]
+    tags += list(card_tags(name))  # the method's, registered with the variant
     meta: dict[str, Any] = {"library_name": "segadapter", "pipeline_tag": "image-segmentation", "tags": tags}
     dataset = config.get("dataset")
     if dataset:

@@ -13,6 +13,9 @@ _MODELS: dict[str, Callable] = {}
 _WEIGHT_OPTIONS: dict[str, tuple[str, ...]] = {}
 _OPEN_VOCABULARY: set[str] = set()
 _OPTIONS: dict[str, frozenset[str]] = {}
+_PUBLISHED: dict[str, tuple] = {}  # name -> published.Published entries, in order of preference
+_NAMED: dict[str, dict] = {}  # name -> {tag: published.Published}
+_CARD_TAGS: dict[str, tuple[str, ...]] = {}
 # parameters of builders that a variant fixes, never options a user passes
 _NOT_OPTIONS = {"self", "num_classes", "variant", "adapter", "backbone_name", "shrunk", "name"}
 
@@ -31,14 +34,18 @@ def option_names(*sources: Callable | Iterable[str]) -> frozenset[str]:
 
 
 def register_model(name: str, weight_options: tuple[str, ...] = (), open_vocabulary: bool = False,
-                   options: frozenset[str] | None = None):
+                   options: frozenset[str] | None = None, published: Iterable = (), named: dict | None = None,
+                   card_tags: Iterable[str] = ()):
     """Decorator: register `fn(num_classes, **options) -> nn.Module` under `name`.
 
     `weight_options` name options that only point at initial weights (a CLIP checkpoint): kept in
     the saved config for the record, but not used again when a saved folder is rebuilt, since the
     folder's own weights replace them. `open_vocabulary` models take their classes as names
     (`classes=[...]`), e.g. a training dataset's. `options` (see `option_names`) are the option
-    names the model takes: `create_model` refuses any other in one line, before building."""
+    names the model takes: `create_model` refuses any other in one line, before building.
+    `published`: its default published weights (`published.Published`, in order of preference:
+    what `pretrained=True` loads), `named`: alternatives by tag (`pretrained="in22k"`);
+    `card_tags`: the Hub tags of its model card (the method, e.g. "segformer")."""
 
     def wrap(fn: Callable) -> Callable:
         if name in _MODELS:
@@ -49,6 +56,9 @@ def register_model(name: str, weight_options: tuple[str, ...] = (), open_vocabul
             _OPEN_VOCABULARY.add(name)
         if options is not None:
             _OPTIONS[name] = frozenset(options)
+        _PUBLISHED[name] = tuple(published)
+        _NAMED[name] = dict(named or {})
+        _CARD_TAGS[name] = tuple(card_tags)
         return fn
 
     return wrap
@@ -80,3 +90,18 @@ def model_options(name: str) -> frozenset[str] | None:
 
 def is_open_vocabulary(name: str) -> bool:
     return name in _OPEN_VOCABULARY
+
+
+def published_weights(name: str) -> tuple:
+    """The variant's default published weights, in order of preference (see `published.py`)."""
+    return _PUBLISHED.get(name, ())
+
+
+def named_weights(name: str) -> dict:
+    """The variant's published alternatives by tag."""
+    return _NAMED.get(name, {})
+
+
+def card_tags(name: str) -> tuple[str, ...]:
+    """The Hub tags the variant's model card carries beyond the toolkit's own."""
+    return _CARD_TAGS.get(name, ())

@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..backbones import convnext
 from ..adapters import AdapterOptions
 from ..registry import option_names, register_model
+from ..weights.convnext import named_encoders, published_encoder
 from ..meta_arch import Segmentor
 from .all_mlp import all_mlp_segmentor, default_head_act
 
@@ -21,9 +22,10 @@ def convnext_segmentor(variant: str, num_classes: int, adapter: str | None = Non
 def _register() -> None:
     plain, adapted = option_names(convnext_segmentor), option_names(convnext_segmentor, AdapterOptions)
     for v in ("t", "s", "b"):
-        register_model(f"convnext-{v}", options=plain)(
+        weights = dict(published=[published_encoder(v)], named=named_encoders(v))
+        register_model(f"convnext-{v}", options=plain, card_tags=("convnext",), **weights)(
             lambda num_classes, _v=v, **kw: convnext_segmentor(_v, num_classes, **kw))
-        register_model(f"adapt-convnext-{v}", options=adapted)(
+        register_model(f"adapt-convnext-{v}", options=adapted, card_tags=("segadapter",), **weights)(
             lambda num_classes, _v=v, **kw: convnext_segmentor(_v, num_classes, "segadapter", **kw))
 
 

@@ -19,14 +19,16 @@ from ..backbones.clip import CLIP, clip_config
 from ..backbones.clip_backbone import ClipBackbone
 from ..heads.san import SANHead
 from ..heads.san_side import SideConfig
+from ..published import Published
 from ..registry import option_names, register_model
 from ..meta_arch import SideAdapterSegmentor
 from ..vocabulary import check_names
 
 SAN_VARIANTS = {
-    # CLIP config, taps (block counts: ln_pre, then the fusion blocks), CLIP input scale
-    "san-vit-b16": dict(clip="vit-b16", taps=(0, 3, 6, 9), clip_scale=0.5),
-    "san-vit-l14": dict(clip="vit-l14-336", taps=(0, 6, 12, 18), clip_scale=0.7),
+    # CLIP config, taps (block counts: ln_pre, then the fusion blocks), CLIP input scale, OpenAI's CLIP
+    "san-vit-b16": dict(clip="vit-b16", taps=(0, 3, 6, 9), clip_scale=0.5, hub="openai/clip-vit-base-patch16"),
+    "san-vit-l14": dict(clip="vit-l14-336", taps=(0, 6, 12, 18), clip_scale=0.7,
+                        hub="openai/clip-vit-large-patch14-336"),
 }
 
 
@@ -108,8 +110,12 @@ def build_san(variant: str = "san-vit-b16", classes: Sequence[str] | None = None
 
 def _register() -> None:
     # `clip` only says where the initial CLIP weights come from: a saved SAN folder carries them
-    for name in SAN_VARIANTS:
-        register_model(name, weight_options=("clip",), open_vocabulary=True, options=option_names(build_san))(
+    for name, spec in SAN_VARIANTS.items():
+        # pretrained=True: OpenAI's CLIP, weights and tokenizer from one repository, through clip= and vocab=
+        clip = Published(spec["hub"], "clip", "OpenAI's CLIP, as SAN starts from (weights and tokenizer)",
+                         options=("clip", "vocab"))
+        register_model(name, weight_options=("clip",), open_vocabulary=True, options=option_names(build_san),
+                       published=[clip], card_tags=("san",))(
             lambda num_classes, _n=name, **kw: build_san(_n, num_classes=num_classes, **kw))
 
 

@@ -15,6 +15,7 @@ from ..backbones.convnext import CONVNEXT_SPECS, convnext
 from ..backbones.mit import MIT_SPECS, mit
 from ..heads.segdeformer import SegDeformerHead
 from ..registry import option_names, register_model
+from ..weights import convnext as convnext_weights, mit as mit_weights
 from ..meta_arch import Segmentor
 
 # registry name -> (backbone family, variant)
@@ -64,8 +65,12 @@ def build_segdeformer_by_name(name: str, num_classes: int, **options: Any) -> tu
 
 
 def _register() -> None:
+    encoders = {"mit": mit_weights, "convnext": convnext_weights}
     for name, (family, variant) in SEGDEFORMER_VARIANTS.items():
-        register_model(name, options=option_names(("drop_path_rate", "norm_eps"), _HEAD_OPTIONS))(
+        weights = encoders[family]
+        named = weights.named_encoders(variant) if family == "convnext" else {}
+        register_model(name, options=option_names(("drop_path_rate", "norm_eps"), _HEAD_OPTIONS),
+                       published=[weights.published_encoder(variant)], named=named, card_tags=("segdeformer",))(
             lambda num_classes, _f=family, _v=variant, **kw:
                              Segmentor(*build_segdeformer(_f, _v, num_classes, **kw), num_classes))
 

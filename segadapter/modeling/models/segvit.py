@@ -14,6 +14,7 @@ from ..backbones.vit import VIT_SPECS, vit
 from ..heads.atm import ATMHead
 from ..heads.atm_shrunk import ShrunkATMHead
 from ..registry import option_names, register_model
+from ..weights.vit import published_encoder
 from ..meta_arch import Segmentor
 
 # The official inference resizes the mask logits to the crop size the model was built for
@@ -70,7 +71,8 @@ def build_segvit(variant: str, num_classes: int, shrunk: bool = False, *, img_si
 def _register() -> None:
     for name in SEGVIT_VARIANTS:
         shrunk, variant = "shrunk" in name, name.rsplit("-", 1)[1]
-        register_model(name, options=option_names(build_segvit, HEAD_OPTIONS))(
+        register_model(name, options=option_names(build_segvit, HEAD_OPTIONS), published=[published_encoder(variant)],
+                       card_tags=("segvit",))(
             lambda num_classes, _v=variant, _s=shrunk, **kw:
                              Segmentor(*build_segvit(_v, num_classes, _s, **kw), num_classes))
 

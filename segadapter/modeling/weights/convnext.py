@@ -18,6 +18,7 @@ import re
 import torch
 
 from ..backbones.convnext import CONVNEXT_SPECS, ConvNeXt
+from ..published import Published
 from .converters import DROP, WeightConverter, find_prefix, join_key, register_converter, remap_keys, rename_module, same_key
 
 FAMILY = "ConvNeXt"
@@ -149,3 +150,19 @@ CONVERTER = register_converter(WeightConverter(
     describe=describe,
     variant_name=variant_name,
 ))
+
+
+_HF_NAMES = {"t": "tiny", "s": "small", "b": "base"}
+
+
+def published_encoder(variant: str) -> Published:
+    """Facebook's ImageNet-1k ConvNeXt (transformers' layout) for a variant t, s, b."""
+    return Published(f"facebook/convnext-{_HF_NAMES[variant]}-224", "backbone",
+                     "ImageNet-1k ConvNeXt (the 22k-pretrained base is the named option `in22k`)")
+
+
+def named_encoders(variant: str) -> dict[str, Published]:
+    """Alternatives by tag: the ImageNet-22k ConvNeXt-B (`pretrained="in22k"`)."""
+    if variant != "b":
+        return {}
+    return {"in22k": Published("facebook/convnext-base-224-22k", "backbone", "ImageNet-22k ConvNeXt-B")}

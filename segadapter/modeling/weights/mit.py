@@ -15,6 +15,7 @@ import re
 import torch
 
 from ..backbones.mit import MIT_SPECS, MixVisionTransformer
+from ..published import Published
 from .converters import DROP, WeightConverter, find_prefix, join_key, register_converter, remap_keys, rename_module, same_key
 
 FAMILY = "MiT/Segformer"
@@ -169,3 +170,9 @@ CONVERTER = register_converter(WeightConverter(
     describe=describe,
     variant_name=variant_name,
 ))
+
+
+def published_encoder(variant: str) -> Published:
+    """NVIDIA's ImageNet-1k MiT encoder (transformers' layout) for a variant b0-b5."""
+    return Published(f"nvidia/mit-{variant}", "backbone",
+                     "ImageNet-1k MiT encoder, as Segformer and SegAdapter (and SegDeformer, SeMask) start from")

@@ -28,6 +28,7 @@ from ...errors import CheckpointError
 from ..backbones.base import Backbone
 from ..backbones.vit import VIT_SPECS, ViT
 from ..layers import resample_abs_pos_embed
+from ..published import Published
 from .converters import DROP, WeightConverter, find_prefix, register_converter
 
 FAMILY = "ViT"
@@ -244,3 +245,17 @@ CONVERTER = register_converter(WeightConverter(
     describe=describe,
     variant_name=variant_name,
 ))
+
+
+_IN21K = ("ImageNet-21k + 1k ViT at 384 px, in transformers' layout; SegViT's paper starts from the same "
+          "weights as SETR's timm/jx files (`jx_vit_*_p16_384`)")
+_AUGREG = "timm's AugReg ViT at 384 px (the CPU-scale variants; not in SegViT's paper)"
+_ENCODERS = {"t": ("timm/vit_tiny_patch16_384.augreg_in21k_ft_in1k", _AUGREG),
+             "s": ("timm/vit_small_patch16_384.augreg_in21k_ft_in1k", _AUGREG),
+             "b": ("google/vit-base-patch16-384", _IN21K), "l": ("google/vit-large-patch16-384", _IN21K)}
+
+
+def published_encoder(variant: str) -> Published:
+    """The ImageNet-21k + 1k ViT at 384 px for a variant t, s, b, l."""
+    repo, paper = _ENCODERS[variant]
+    return Published(repo, "backbone", paper)
