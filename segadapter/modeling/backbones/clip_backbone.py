@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers.padding import pad_to_multiple
 from .base import Backbone
 from .clip import CLIP
 
@@ -26,15 +27,6 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # 0-1 scale, OpenAI's
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SLS_MASK = -100.0  # the additive bias that shuts an attention path (as the official code)
-
-
-def pad_to_multiple(x: torch.Tensor, divisor: int, value: float = 0.0) -> torch.Tensor:
-    """Pad the last two dims at the bottom/right up to multiples of `divisor`."""
-    h, w = x.shape[-2:]
-    ph, pw = -h % divisor, -w % divisor
-    if ph or pw or torch.jit.is_tracing():  # a traced graph must pad for every input size
-        return F.pad(x, (0, pw, 0, ph), value=value)
-    return x
 
 
 def sls_attention_bias(bias: torch.Tensor, num_cls: int = 1) -> torch.Tensor:

@@ -12,7 +12,7 @@ Structure (backbone + head, as every model here):
             embedding per query, classified by cosine against the class-name text embeddings
             plus a learnable no-object embedding (x CLIP's logit scale, 100).
 The head holds no reference to the backbone: the side-adapter meta-architecture
-(`meta_arch/side_adapter.py`) runs the backbone, hands the head its taps (`forward` -> mask
+(`meta_arch/san.py`) runs the backbone, hands the head its taps (`forward` -> mask
 proposals and pooled attention biases), runs CLIP's recognition blocks on those biases, and gives
 the [SLS] embeddings back to the head (`classify`).
 
@@ -36,10 +36,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbones.clip_backbone import ClipBackbone, pad_to_multiple
-from ..losses.mask_criterion import MaskClassificationCriterion, semantic_to_targets
+from ..backbones.clip_backbone import ClipBackbone
+from ..layers import tokens_to_map
+from ..layers.padding import pad_to_multiple, unpad_masks
+from ..losses.mask_criterion import MaskClassificationCriterion, padded_targets
 from .base import DETECTRON2_MASK_SCORES, MaskClassificationHead
-from .san_side import MaskDecoder, SideConfig, SideViT, tokens_to_map
+from .san_side import MaskDecoder, SideConfig, SideViT
 
 @dataclass
 class SideOutput:
@@ -124,7 +126,7 @@ class SANHead(MaskClassificationHead):
         image, taps = feats[0], feats[1:]
         size = tuple(image.shape[-2:])
         hc, wc = clip_grid
-        maps = [tokens_to_map(t[:, 1:], hc, wc) for t in taps]
+        maps = [tokens_to_map(t[:, 1:], hc, wc).contiguous() for t in taps]  # the side network runs NCHW
         cfg = self.side.cfg
         decode = cfg.deep_supervision if self.training else (max(cfg.deep_supervision),)
         outs = self.side(pad_to_multiple(image, self.size_divisor), maps, decode)
@@ -150,21 +152,12 @@ class SANHead(MaskClassificationHead):
     def masks_at(self, masks: torch.Tensor, raw: SANOutput, size):
         """As the official inference: the mask logits upsampled to the padded input, cropped,
         and resized to `size` (default: the input's) before the class combination."""
-        h, w = raw.image_size
-        padded = (h + (-h % self.size_divisor), w + (-w % self.size_divisor))
-        masks = F.interpolate(masks, size=padded, mode="bilinear", align_corners=False)[..., :h, :w]
-        if size is not None and tuple(size) != (h, w):
-            masks = F.interpolate(masks, size=tuple(size), mode="bilinear", align_corners=False)
-        return masks, None
+        return unpad_masks(masks, raw.image_size, self.size_divisor, size), None
 
     def loss(self, raw: SANOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Hungarian-matched mask-classification losses ('loss_ce', 'loss_mask', 'loss_dice' and
         '_0' for the deep-supervision output), already weighted."""
-        h, w = raw.image_size
-        if labels.shape[-2:] != (h, w):
-            labels = F.interpolate(labels[:, None].float(), size=(h, w), mode="nearest")[:, 0].long()
-        labels = pad_to_multiple(labels, self.size_divisor, value=self.ignore_index)
-        targets = semantic_to_targets(labels, self.num_classes, self.ignore_index)
+        targets = padded_targets(labels, raw.image_size, self.size_divisor, self.num_classes, self.ignore_index)
         return self.criterion(list(zip(raw.logits, raw.masks)), targets)
 
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import LayerNorm2d
+from ..layers import LayerNorm2d, tokens_to_map
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,6 @@ class SideConfig:
     mlp_channels: int = 256
     embed_channels: int = 256
     mlp_layers: int = 3
-
-
-def tokens_to_map(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """(B, h*w, C) -> (B, C, h, w)."""
-    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)
 
 
 class SideAttention(nn.Module):
@@ -160,7 +155,7 @@ class SideViT(nn.Module):
         for i, blk in enumerate(self.blocks, start=1):
             x = self._fuse(i, blk(x), clip_maps, (h, w))
             if i in decode:
-                outs.append((x[:, :q], tokens_to_map(x[:, q:], h, w)))
+                outs.append((x[:, :q], tokens_to_map(x[:, q:], h, w).contiguous()))
             if i == max(decode):
                 break  # later blocks feed no output
             if i < len(self.blocks):

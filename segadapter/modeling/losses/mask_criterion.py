@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers.padding import pad_to_multiple
+from .mask import dice_loss
 from .matcher import HungarianMatcher, point_sample
 
 
@@ -29,14 +31,19 @@ def semantic_to_targets(labels: torch.Tensor, num_classes: int, ignore_index: in
     return out
 
 
+def padded_targets(labels: torch.Tensor, image_size: tuple[int, int], divisor: int, num_classes: int,
+                   ignore_index: int = 255) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Targets on the grid of masks predicted for a padded input: (B, H, W) labels resized
+    (nearest) to the input's `image_size`, padded at the bottom/right with `ignore_index` to
+    multiples of `divisor` (as the input was), then one binary mask per class present."""
+    if labels.shape[-2:] != tuple(image_size):
+        labels = F.interpolate(labels[:, None].float(), size=tuple(image_size), mode="nearest")[:, 0].long()
+    labels = pad_to_multiple(labels, divisor, value=ignore_index)
+    return semantic_to_targets(labels, num_classes, ignore_index)
+
+
 def sigmoid_ce_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(1).sum() / num_masks
-
-
-def dice_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float) -> torch.Tensor:
-    p = logits.sigmoid()
-    loss = 1 - (2 * (p * targets).sum(-1) + 1) / (p.sum(-1) + targets.sum(-1) + 1)
-    return loss.sum() / num_masks
 
 
 def importance_points(logits: torch.Tensor, num_points: int, oversample: float, ratio: float,
@@ -86,7 +93,7 @@ class MaskClassificationCriterion(nn.Module):
             coords = importance_points(pred, self.num_points, self.oversample, self.importance, generator)
             point_tgt = point_sample(tgt, coords)[:, 0]
         point_pred = point_sample(pred, coords)[:, 0]
-        return sigmoid_ce_loss(point_pred, point_tgt, num_masks), dice_loss(point_pred, point_tgt, num_masks)
+        return sigmoid_ce_loss(point_pred, point_tgt, num_masks), dice_loss(point_pred, point_tgt).sum() / num_masks
 
     def forward(self, outputs: list[tuple[torch.Tensor, torch.Tensor]],
                 targets: list[tuple[torch.Tensor, torch.Tensor]],
