@@ -1,7 +1,7 @@
 """Speed of our CLIP towers against transformers' CLIPModel (same weights), and SAN end to end.
 
 The parent saves one random CLIPModel (ViT-B/16 shapes, QuickGELU) in Hugging Face's format; our
-CLIP loads it through `load_clip`, so both sides compute the same function (checked: max abs
+CLIP loads it through the loader every backbone uses (a SAN model's `clip=`), so both sides compute the same function (checked: max abs
 difference of the embeddings). Every contender (side x tower x precision) runs in its own
 process, one at a time: warm-up calls, then the median of timed calls. Precisions: fp32 and
 bf16 autocast. SAN: `san-vit-b16` (random CLIP, 171 placeholder classes), one 640x640 image,
@@ -44,6 +44,29 @@ def amx_report() -> str:
         pass
     amx = [f for f in ("amx_bf16", "amx_tile", "amx_int8", "avx512_bf16") if f in flags.split()]
     return f"CPU capability: {torch.backends.cpu.get_cpu_capability()}; AMX/bf16 flags: {', '.join(amx) or 'none'}"
+
+
+def clip_of(folder: Path, cfg: dict):
+    """Our CLIP with the weights of the saved folder, through `load_pretrained` (CLIP only)."""
+    from segadapter.modeling.backbones.clip import CLIP, ClipConfig, ClipTextConfig, ClipVisionConfig
+    from segadapter.modeling.backbones.clip_backbone import ClipBackbone
+    from segadapter.modeling.heads.san import SANHead
+    from segadapter.modeling.heads.san_side import SideConfig
+    from segadapter.modeling.meta_arch import SideAdapterSegmentor
+    from segadapter.modeling.weights import load_pretrained
+
+    v, t = cfg["vision"], cfg["text"]
+    clip = CLIP(ClipConfig(cfg["projection_dim"],
+                           ClipVisionConfig(v["image_size"], v["patch_size"], v["hidden_size"], v["num_hidden_layers"],
+                                            v["num_attention_heads"], v["intermediate_size"] / v["hidden_size"]),
+                           ClipTextConfig(t["max_position_embeddings"], t["vocab_size"], t["hidden_size"],
+                                          t["num_attention_heads"], t["num_hidden_layers"])))
+    backbone = ClipBackbone(clip, taps=(0, 1))
+    side = SideConfig(width=16, depth=2, heads=2, grid=4, num_queries=3, fusion_blocks=(0, 1), deep_supervision=(1, 2),
+                      mlp_channels=8, embed_channels=8)
+    model = SideAdapterSegmentor(backbone, SANHead(backbone, 2, side))
+    load_pretrained(model, folder, parts=("backbone.",))
+    return model.backbone.clip
 
 
 def save_hf(cfg: dict, folder: Path) -> None:
@@ -119,9 +142,7 @@ def child(spec: dict) -> dict:
             img = lambda: model.get_image_features(pixel_values=pixels).pooler_output  # noqa: E731
             txt = lambda: model.get_text_features(input_ids=ids).pooler_output  # noqa: E731
         else:
-            from segadapter.modeling.weights.clip import load_clip
-
-            model, _ = load_clip(spec["folder"])
+            model = clip_of(spec["folder"], cfg)
             model.eval()
             img, txt = (lambda: model.encode_image(pixels)), (lambda: model.encode_text(ids))
         call = img if spec["tower"] == "image" else txt

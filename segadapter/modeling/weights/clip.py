@@ -12,24 +12,21 @@ Layouts, told apart by a tell-tale key:
                weights/san.py
 The CLIP backbone converter (`CONVERTER`, keyed by `ClipBackbone`) gives `backbone.clip.*` and
 sets `backbone.clip_pretrained` (the text tower is now trained): SAN models load CLIP through
-`load_pretrained` like every other backbone. `load_clip` builds a bare CLIP from a file (config
-read off the shapes) for parity checks. Nothing is downloaded.
+`load_pretrained` like every other backbone. Nothing is downloaded.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from ...errors import CheckpointError
-from ..backbones.clip import CLIP, CLIP_CONFIGS, ClipConfig, ClipTextConfig, ClipVisionConfig, clip_config
+from ..backbones.clip import CLIP_CONFIGS, ClipConfig, ClipTextConfig, ClipVisionConfig
 from ..backbones.clip_backbone import ClipBackbone
-from .converters import WeightConverter, register_converter, with_reasons
-from .io import read_checkpoint
+from .converters import WeightConverter, register_converter
 
 # tensors that are not weights: TorchScript attributes, cached masks and position ids
 _NOT_WEIGHTS = re.compile(r"(^|\.)(input_resolution|context_length|vocab_size|attn_mask|position_ids)$")
@@ -40,38 +37,14 @@ LAYOUTS = {  # layout -> tell-tale key
     "san": "clip_visual_extractor.conv1.weight",
 }
 # the SAN release's training criterion buffer, preprocessing constants, and its head (read by
-# weights/san.py before this converter; a bare CLIP, `load_clip`, does not use it)
+# weights/san.py before this converter)
 _SAN_NOT_CLIP = re.compile(r"^(criterion\.|pixel_mean$|pixel_std$|side_adapter_network\.|ov_classifier\.bg_embed$)")
 _HF_BLOCK = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
              "self_attn.out_proj": "attn.out_proj"}
 
 
-@dataclass
-class ClipLoadReport:
-    source: str
-    layout: str
-    config: ClipConfig
-    loaded: list[str] = field(default_factory=list)
-    ignored: dict[str, str] = field(default_factory=dict)  # file tensors not used -> why
-
-    def __str__(self) -> str:
-        v = self.config.vision
-        msg = (f"loaded {len(self.loaded)} CLIP tensors from {self.source} ({self.layout} layout; "
-               f"ViT width {v.width}, {v.layers} layers, patch {v.patch_size}, {v.image_size}px, "
-               f"embed {self.config.embed_dim}, {self.config.act})")
-        if self.ignored:
-            msg += f"; not used: {len(self.ignored)} tensors ({', '.join(list(self.ignored)[:4])}" + \
-                   (", ...)" if len(self.ignored) > 4 else ")")
-        return msg
-
-
 # ---------------------------------------------------------------------------------------------
 # Reading
-
-
-def read_clip_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The flat tensor dict of a CLIP weights file, TorchScript archive or HF folder."""
-    return read_checkpoint(path)
 
 
 def detect_layout(state: dict) -> str | None:
@@ -184,99 +157,20 @@ def infer_config(state: dict[str, torch.Tensor], act: str = "quick_gelu") -> Cli
         raise CheckpointError(f"not a complete CLIP state dict: no {e.args[0]}") from None
 
 
-def _hf_config(path: Path) -> dict:
-    """Activation and head counts from a Hugging Face folder's config.json ({} if none)."""
-    cfg = path / "config.json" if path.is_dir() else None
-    if cfg is None or not cfg.is_file():
-        return {}
-    try:
-        raw = json.loads(cfg.read_text())
-    except ValueError:
-        return {}
-    v, t = raw.get("vision_config", {}), raw.get("text_config", {})
-    out = {"act": v.get("hidden_act") if v.get("hidden_act") in ("quick_gelu", "gelu") else None,
-           "vision_heads": v.get("num_attention_heads"), "text_heads": t.get("num_attention_heads")}
-    return {k: val for k, val in out.items() if val is not None}
-
-
-def apply_clip_state(model: CLIP, state: dict[str, torch.Tensor], source: str) -> list[str]:
-    """Copy `state` (our names) into `model`; every key and shape must match both ways."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-                  for k, v in sorted(state.items()) if k in own and v.shape != own[k].shape]
-    if missing or unexpected or mismatched:
-        lines = [f"{source}: CLIP weights do not fit the CLIP model"]
-        for title, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
-            if items:
-                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:8]) +
-                             (f", ... {len(items) - 8} more" if len(items) > 8 else ""))
-        raise CheckpointError("\n".join(lines))
-    with torch.no_grad():
-        for k, v in state.items():
-            own[k].copy_(v.to(own[k].dtype))
-    return sorted(state)
-
-
-def load_clip_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str, list[str]]:
-    """(our-name CLIP state, layout, ignored keys) of a local file or folder."""
-    state = read_clip_state(path)
-    layout = detect_layout(state)
-    if layout is None:
-        raise CheckpointError(f"{path}: not a CLIP checkpoint (no {', '.join(LAYOUTS.values())}); "
-                              f"first keys: {', '.join(sorted(state)[:6])}")
-    converted, ignored = convert(state, layout)
-    return converted, layout, ignored
-
-
-def load_clip(path: str | os.PathLike, config: ClipConfig | str | None = None,
-              act: str | None = None) -> tuple[CLIP, ClipLoadReport]:
-    """A CLIP with the weights of `path` and its load report. With `config` None the
-    architecture is read off the tensor shapes (activation: `act`, the HF folder's config, or
-    QuickGELU as OpenAI's weights use)."""
-    path = Path(path)
-    converted, layout, ignored = load_clip_state(path)
-    hf = _hf_config(path)
-    act = act or hf.get("act") or (clip_config(config).act if config is not None else "quick_gelu")
-    if config is None:
-        cfg = infer_config(converted, act)
-        if "vision_heads" in hf and "text_heads" in hf:
-            cfg = replace(cfg, vision=replace(cfg.vision, heads=hf["vision_heads"]),
-                          text=replace(cfg.text, heads=hf["text_heads"]))
-    else:
-        cfg = replace(clip_config(config), act=act)
-    if config is not None:
-        got = infer_config(converted, act)
-        if _shapes(got) != _shapes(cfg):
-            raise CheckpointError(f"{path}: holds a CLIP with {_describe(got)}, but the model wants "
-                                  f"{_describe(cfg)}; pick the config that matches the file")
-    with torch.device("cpu"):
-        model = CLIP(cfg)
-    loaded = apply_clip_state(model, converted, str(path))
-    return model, ClipLoadReport(str(path), layout, cfg, loaded, dict(sorted(with_reasons(ignored).items())))
-
-
-def _shapes(cfg: ClipConfig) -> tuple:
-    """What the tensor shapes determine (not the head count or activation)."""
-    v, t = cfg.vision, cfg.text
-    return (cfg.embed_dim, v.image_size, v.patch_size, v.width, v.layers, v.mlp_ratio,
-            t.context_length, t.vocab_size, t.width, t.layers)
-
-
-def _describe(cfg: ClipConfig) -> str:
-    v, t = cfg.vision, cfg.text
-    return (f"ViT width {v.width} x {v.layers} layers, patch {v.patch_size} at {v.image_size}px, "
-            f"text width {t.width} x {t.layers} layers, embed {cfg.embed_dim}")
-
-
 # ---------------------------------------------------------------------------------------------
 # The backbone converter: CLIP inside a SAN model
 
 
 def clip_act_of(path: str | os.PathLike) -> str | None:
-    """The activation a Hugging Face CLIP folder declares (None elsewhere)."""
-    return _hf_config(Path(path)).get("act")
+    """The activation a Hugging Face CLIP folder's config.json declares (None elsewhere)."""
+    cfg = Path(path) / "config.json"
+    if not cfg.is_file():
+        return None
+    try:
+        act = json.loads(cfg.read_text()).get("vision_config", {}).get("hidden_act")
+    except (ValueError, AttributeError):
+        return None
+    return act if act in ("quick_gelu", "gelu") else None
 
 
 def _convert_backbone(state: dict[str, torch.Tensor], layout: str) -> tuple[dict[str, torch.Tensor], list[str]]:

@@ -75,13 +75,6 @@ class WeightConverter:
     def detect_layout(self, state: dict) -> str | None:
         return self.detect(state) if self.detect is not None else first_layout(state, self.layouts)
 
-    def checkpoint_filter_fn(self, state_dict: dict[str, torch.Tensor], model=None) -> dict[str, torch.Tensor]:
-        """timm-style filter: a published state dict in our key names."""
-        layout = self.detect_layout(state_dict)
-        if layout is None:
-            raise ValueError(f"not a known {self.family} checkpoint layout")
-        return self.convert(state_dict, layout)[0]
-
 
 CONVERTERS: list[WeightConverter] = []
 
