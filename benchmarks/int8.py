@@ -144,14 +144,14 @@ def trained_runs(args) -> dict[str, Path]:
 
 
 def _run_model_name(run: Path) -> str:
-    from segadapter.modeling.hub import resolve_model_dir
+    from segadapter.modeling.model_folder import resolve_model_dir
 
     return json.loads((resolve_model_dir(run) / "config.json").read_text())["name"]
 
 
 def model_folder(run: Path) -> Path:
     from segadapter.errors import SegAdapterError
-    from segadapter.modeling.hub import resolve_model_dir
+    from segadapter.modeling.model_folder import resolve_model_dir
 
     try:
         return resolve_model_dir(run)

@@ -59,7 +59,7 @@ def evaluate_one(run: str, dataset: str, root: str, extra: list[str]) -> dict:
 def model_label(run: str) -> tuple[str, str | None]:
     """(row label, the paper's CLIP name or None) from the model folder's config."""
     from segadapter.evaluation.zero_shot import PAPER_MODELS
-    from segadapter.modeling.hub import resolve_model_dir
+    from segadapter.modeling.model_folder import resolve_model_dir
 
     folder = resolve_model_dir(run)
     name = json.loads((folder / "config.json").read_text()).get("name", "?")

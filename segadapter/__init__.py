@@ -1,4 +1,5 @@
-"""segadapter: SegAdapter and the Segformer family of semantic-segmentation models."""
+"""segadapter: semantic segmentation with SegAdapter and the methods it is compared with (Segformer,
+ConvNeXt + All-MLP, SeMask, SegDeformer, SegViT, SAN): training, evaluation, inference, export."""
 from .errors import CheckpointError, ConfigError, DataError, SegAdapterError
 from .inference import Inferencer, Prediction, Preprocessing
 from .modeling.factory import create_model, from_pretrained, list_models

@@ -10,7 +10,7 @@ import segadapter
 from segadapter.engine import checkpoint as ckpt
 from segadapter.engine.rng import get_rng_state
 from segadapter.errors import CheckpointError
-from segadapter.modeling.hub import resolve_model_dir
+from segadapter.modeling.model_folder import resolve_model_dir
 
 
 @pytest.fixture(scope="module")

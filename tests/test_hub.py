@@ -6,7 +6,7 @@ import torch
 
 import segadapter
 from segadapter.errors import CheckpointError
-from segadapter.modeling.hub import resolve_model_dir
+from segadapter.modeling.model_folder import resolve_model_dir
 
 
 def _logits(model, x):
@@ -74,12 +74,12 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     model.save_pretrained(tmp_path)
     before = (tmp_path / "model.safetensors").read_bytes()
 
-    import segadapter.modeling.hub as hub
+    import segadapter.modeling.model_folder as model_folder
 
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(hub, "save_file", boom)
+    monkeypatch.setattr(model_folder, "save_file", boom)
     with pytest.raises(OSError):
         segadapter.create_model("segformer-b0", num_classes=3).save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").read_bytes() == before

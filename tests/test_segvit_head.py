@@ -7,8 +7,9 @@ from torch import nn
 
 from segadapter.analysis.flops import MacCounter
 from segadapter.modeling.backbones.vit import ViT, ViTSpec
-from segadapter.modeling.heads.atm import ATMHead, MaskClassOutput
-from segadapter.modeling.heads.atm_shrunk import ShrunkATMHead
+from segadapter.modeling.meta_arch import Segmentor
+from segadapter.modeling.heads.segvit import ATMHead, MaskClassOutput
+from segadapter.modeling.heads.segvit_shrunk import ShrunkATMHead
 from segadapter.modeling.losses.mask import fixed_assignment_loss, mask_loss_sums, present_classes
 from segadapter.modeling.models.segvit import build_segvit
 
@@ -28,15 +29,9 @@ def labels_with_ignore(b=2, size=(20, 24), seed=1):
     return y
 
 
-class SegViT(nn.Module):
-    """Backbone + head the way the Segmentor runs them (eval: predict at the input size)."""
-
-    def __init__(self, backbone, head):
-        super().__init__()
-        self.backbone, self.decode_head = backbone, head
-
-    def forward(self, x):
-        return self.decode_head.predict(self.decode_head(self.backbone(x)), x.shape[-2:])
+def SegViT(backbone, head) -> Segmentor:
+    """Backbone + head as a model (eval: predict at the input size)."""
+    return Segmentor(backbone, head, head.num_classes)
 
 
 # ------------------------------------------------------------------------------------- shapes

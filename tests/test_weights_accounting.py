@@ -110,7 +110,7 @@ def test_mit_and_convnext_layouts_account_for_every_tensor(tmp_path, case):
 
 def tiny_vit_segmentor(num_classes=vit_files.K):
     from segadapter.modeling.backbones.vit import ViT, ViTSpec
-    from segadapter.modeling.heads.atm import ATMHead
+    from segadapter.modeling.heads.segvit import ATMHead
 
     C, depth, heads = vit_files.C, vit_files.DEPTH, vit_files.HEADS
     model = Segmentor(ViT(ViTSpec(C, depth, heads), img_size=64, out_indices=(1, depth - 1)),

@@ -13,8 +13,8 @@ from segadapter.modeling.weights import segvit as weights_segvit
 from segadapter.modeling.weights import vit as weights_vit
 from segadapter.modeling.weights.load import convert_checkpoint
 from segadapter.modeling.backbones.vit import ViT, ViTSpec
-from segadapter.modeling.heads.atm import ATMHead
-from segadapter.modeling.heads.atm_shrunk import ShrunkATMHead
+from segadapter.modeling.heads.segvit import ATMHead
+from segadapter.modeling.heads.segvit_shrunk import ShrunkATMHead
 from segadapter.modeling.weights.io import read_checkpoint, read_npz
 
 transformers = pytest.importorskip("transformers")

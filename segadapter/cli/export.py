@@ -48,7 +48,7 @@ def run(args) -> int:
     from ..export import METADATA_KEY, check_onnx, export_onnx
     from ..modeling.factory import from_pretrained
     from ..inference.preprocess import preprocessing_of
-    from ..modeling.hub import resolve_model_dir
+    from ..modeling.model_folder import resolve_model_dir
 
     _check_int8_args(args)
     folder = resolve_model_dir(args.checkpoint)

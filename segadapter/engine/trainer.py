@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ..errors import CheckpointError, ConfigError, SegAdapterError
 from . import checkpoint as ckpt
+from ..inference.preprocess import Preprocessing
 from ..runtime.amp import amp_dtype, grad_scaler
 from .builders import build_datasets, build_model
 from .config import Config
@@ -353,8 +354,6 @@ class Trainer:
 
 
 def _test_preprocessing(cfg: Config, train_set) -> dict[str, Any]:
-    from ..inference.preprocess import Preprocessing  # deferred: inference imports the evaluation code
-
     return Preprocessing.from_train_config(cfg, train_set.classes, train_set.palette).to_dict()
 
 

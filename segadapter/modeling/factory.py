@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..utils.io import to_plain
-from . import hf_hub, hub, published
+from . import hf_hub, model_folder, published
 from . import models as _families  # noqa: F401  (importing the family files registers every variant)
 from .registry import get_builder, list_models, model_options, weight_options
 from .meta_arch import SegmentationModel
@@ -74,12 +74,12 @@ def _resolve_published(name: str, num_classes: int, pretrained, options: dict[st
 
 def from_pretrained(path: str | os.PathLike, **overrides: Any) -> SegmentationModel:
     """Rebuild a model from a `save_pretrained` folder (or a training run folder) alone."""
-    directory = hub.resolve_model_dir(path)
-    config = hub.read_config(directory)
+    directory = model_folder.resolve_model_dir(path)
+    config = model_folder.read_config(directory)
     saved = {k: v for k, v in config.get("options", {}).items() if k not in weight_options(config["name"])}
     options = {**saved, **overrides}
     model = create_model(config["name"], num_classes=config["num_classes"], **options)
-    apply_state_dict(model, hub.read_weights(directory / hub.WEIGHTS_NAME), source=str(directory / hub.WEIGHTS_NAME))
+    apply_state_dict(model, model_folder.read_weights(directory / model_folder.WEIGHTS_NAME), source=str(directory / model_folder.WEIGHTS_NAME))
     extra = {k: v for k, v in config.items() if k not in ("format", "format_version", "name", "num_classes", "options")}
     model.config.update(extra)
     return model

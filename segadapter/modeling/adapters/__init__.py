@@ -1,4 +1,4 @@
 """Adapters plugged after every backbone stage (SegAdapter's HSA, SeMask's semantic attention)."""
-from .side_adapters import AdapterOptions, SideAdapters
+from .stage_adapters import AdapterOptions, StageAdapters
 
-__all__ = ["AdapterOptions", "SideAdapters"]
+__all__ = ["AdapterOptions", "StageAdapters"]

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..backbones.base import Backbone
 from ..heads.base import DecodeHead
-from .. import hub
+from .. import model_folder
 from .base import SegmentationModel
 
 # Optimizer parameter groups by top-level module: the config's lr multipliers are keyed by these.
@@ -112,4 +112,4 @@ class Segmentor(SegmentationModel):
 
     def save_pretrained(self, directory, **extra: Any) -> None:
         """Write `config.json` + `model.safetensors` (see `segadapter.from_pretrained`)."""
-        hub.save_pretrained(self, directory, **extra)
+        model_folder.save_pretrained(self, directory, **extra)

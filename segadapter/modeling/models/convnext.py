@@ -6,7 +6,7 @@ from ..adapters import AdapterOptions
 from ..registry import option_names, register_model
 from ..weights.convnext import named_encoders, published_encoder
 from ..meta_arch import Segmentor
-from .all_mlp import all_mlp_segmentor, default_head_act
+from .all_mlp_segmentor import all_mlp_segmentor, default_head_act
 
 
 def convnext_segmentor(variant: str, num_classes: int, adapter: str | None = None, *,

@@ -7,7 +7,7 @@ from ..published import Published
 from ..registry import option_names, register_model
 from ..weights.mit import published_encoder
 from ..meta_arch import Segmentor
-from .all_mlp import all_mlp_segmentor, default_head_act
+from .all_mlp_segmentor import all_mlp_segmentor, default_head_act
 
 
 def mit_segmentor(variant: str, num_classes: int, adapter: str | None = None, *,

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from ...errors import ConfigError
 from ..backbones.vit import VIT_SPECS, vit
-from ..heads.atm import ATMHead
-from ..heads.atm_shrunk import ShrunkATMHead
+from ..heads.segvit import ATMHead
+from ..heads.segvit_shrunk import ShrunkATMHead
 from ..registry import option_names, register_model
 from ..weights.vit import published_encoder
 from ..meta_arch import Segmentor

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ...errors import CheckpointError
-from .. import hub
+from .. import model_folder
 from .converters import CONVERTERS, HEAD_CONVERTERS, with_reasons
 from .io import read_checkpoint
 from .report import LoadReport, apply_state_dict, shorten
@@ -29,9 +29,9 @@ def load_pretrained(model: torch.nn.Module, path: str | os.PathLike,
     `("backbone.",)`: a SAN model's CLIP from a SAN release, its head left as it is)."""
     path = Path(path)
     if (path / "checkpoints" / "latest").is_file():  # a training run: its latest checkpoint
-        path = hub.resolve_model_dir(path)
-    if path.is_dir() and hub.is_model_dir(path):
-        return apply_state_dict(model, hub.read_weights(path / hub.WEIGHTS_NAME), source=str(path))
+        path = model_folder.resolve_model_dir(path)
+    if path.is_dir() and model_folder.is_model_dir(path):
+        return apply_state_dict(model, model_folder.read_weights(path / model_folder.WEIGHTS_NAME), source=str(path))
     state = read_checkpoint(path)
     converted, ignored, notes, layout, family, fresh = convert_checkpoint(model, state, path)
     if parts is not None:

@@ -1,5 +1,5 @@
 """The official SegViT release's decode heads (mmseg 0.x `ATMHead` / Shrunk `QU + ATM`) -> our
-`ATMHead` / `ShrunkATMHead` (heads/atm.py, heads/atm_shrunk.py). Its backbone keys are mmseg's
+`ATMHead` / `ShrunkATMHead` (heads/segvit.py, heads/segvit_shrunk.py). Its backbone keys are mmseg's
 ViT (the `mmseg` layout of weights/vit.py); the file's layout is reported as `segvit`.
 
 Official module                          ours
@@ -19,7 +19,7 @@ import re
 
 import torch
 
-from ..heads.atm import FixedAssignmentHead
+from ..heads.segvit import FixedAssignmentHead
 from ..layers import resample_abs_pos_embed
 from .converters import HeadConverter, register_head_converter
 

@@ -87,7 +87,7 @@ class AdapterLayer(nn.Module):
         return x, side
 
 
-class SideAdapters(nn.ModuleList):
+class StageAdapters(nn.ModuleList):
     """One AdapterLayer per backbone stage (a ModuleList, so weights keep the `adapters.{i}` names),
     plus the auxiliary coarse map and its loss."""
 

@@ -17,7 +17,7 @@ from torch import nn
 from ...errors import ConfigError
 from ..layers import resample_abs_pos_embed
 from ..losses.mask import IGNORE_INDEX
-from .atm import DecoderLayer, FixedAssignmentHead, MaskClassOutput, init_decoder_weights, tokens
+from .segvit import DecoderLayer, FixedAssignmentHead, MaskClassOutput, init_decoder_weights, tokens
 
 
 class ShrunkATMHead(FixedAssignmentHead):

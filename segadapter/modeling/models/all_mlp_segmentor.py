@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..adapters import AdapterOptions, SideAdapters
+from ..adapters import AdapterOptions, StageAdapters
 from ..heads import AllMLPHead
 from ..meta_arch import Segmentor
 
@@ -16,7 +16,7 @@ def all_mlp_segmentor(backbone: nn.Module, num_classes: int, adapter: str | None
         raise TypeError(f"unexpected options for a model without adapter: {sorted(adapter_opts)}")
     adapters = None
     if adapter is not None:
-        adapters = SideAdapters(adapter, backbone.out_channels, num_classes, AdapterOptions(**adapter_opts),
+        adapters = StageAdapters(adapter, backbone.out_channels, num_classes, AdapterOptions(**adapter_opts),
                                 coarse_weight)
     head = AllMLPHead(backbone.out_channels, num_classes, decoder_channels, head_act, head_dropout)
     return Segmentor(backbone, head, num_classes, adapters)
