@@ -70,8 +70,6 @@ class Trainer:
         net = build_model(cfg.model, self.train_set.classes, self.train_set.palette).to(self.device)
         net.config["preprocessing"] = _test_preprocessing(cfg, self.train_set)  # saved with every checkpoint
         net.config["dataset"] = cfg.data.dataset  # and the dataset, for the model card (modeling/model_card.py)
-        net.config["training_precision"] = self.precision.to_dict()  # the card says what amp resolved to
-        self._say(self.precision.describe())
         if net.load_report is not None:
             self._say(f"pretrained: {net.load_report}")
         if cfg.train.channels_last:
