@@ -171,7 +171,7 @@ def test_classes_on_a_fixed_class_model(capsys, models, images, tmp_path):
     code, _, err = _predict(capsys, models, "closed", images, tmp_path / "o", "--classes", "sky,road")
     assert code == 2
     line = _error_line(err)
-    assert "--classes: only open-vocabulary models (san-*) take class names" in line
+    assert "--classes: only open-vocabulary models (san-vit-b16, san-vit-l14) take class names" in line
     assert "segformer-b0 segments the fixed set of 3 classes" in line
 
 

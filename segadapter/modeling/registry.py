@@ -92,6 +92,11 @@ def is_open_vocabulary(name: str) -> bool:
     return name in _OPEN_VOCABULARY
 
 
+def open_vocabulary_models() -> list[str]:
+    """The registered models that take their classes as names."""
+    return sorted(_OPEN_VOCABULARY)
+
+
 def published_weights(name: str) -> tuple:
     """The variant's default published weights, in order of preference (see `published.py`)."""
     return _PUBLISHED.get(name, ())

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..runtime.wrappers import bare_model
+from .registry import open_vocabulary_models
 
 MAX_NAME_CHARS = 200
 BRING_CLIP = ("CLIP weights (OpenAI's ViT-B-16.pt, an open_clip checkpoint, or a Hugging Face CLIP folder), "
@@ -212,6 +213,7 @@ def require_vocabulary(model: nn.Module, what: str = "class names") -> Vocabular
     vocab = vocabulary_of(model)
     if vocab is None:
         model = bare_model(model)
-        raise ConfigError(f"{what}: only open-vocabulary models take class names; {model.name} segments "
-                          f"the fixed set of {model.num_classes} classes it was trained on")
+        raise ConfigError(f"{what}: only open-vocabulary models ({', '.join(open_vocabulary_models())}) take "
+                          f"class names; {model.name} segments the fixed set of {model.num_classes} classes it "
+                          "was trained on")
     return vocab
