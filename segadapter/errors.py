@@ -15,3 +15,7 @@ class DataError(SegAdapterError):
 
 class CheckpointError(SegAdapterError):
     """A checkpoint that cannot be read or does not fit the model."""
+
+
+class DiskFullError(SegAdapterError):
+    """No space left (or the quota reached) while writing a file; what was written before is intact."""

@@ -20,6 +20,9 @@ WIDE_IGNORE_INDEX = 65535  # PC-459, ADE20K-Full: uint16 labels, as their offici
 Transform = Callable[..., tuple[torch.Tensor, torch.Tensor | None]]
 
 
+BAD_FILE = "bad_file"  # the key of a sample that could not be read (with skip_bad): its error message
+
+
 class SegDataset(Dataset):
     """Base of all datasets: class metadata, label validation, seeded transform, item dict.
 
@@ -32,6 +35,7 @@ class SegDataset(Dataset):
     """
 
     ignore_index: int = IGNORE_INDEX  # datasets of more than 255 classes: 65535 (WIDE_IGNORE_INDEX)
+    skip_bad: bool = False  # an unreadable sample: True gives {BAD_FILE: message}, False raises DataError
 
     def __init__(self, classes: Sequence[str], palette: Palette, transform: Transform | None = None,
                  seed: int = 0) -> None:
@@ -78,7 +82,12 @@ class SegDataset(Dataset):
             if not 0 <= index < len(self):
                 raise IndexError(f"index {key} out of range for a dataset of {len(self)}")
             rng = sample_rng(self.seed, self.epoch, index)
-        image, label, path = self.load(index)
+        try:
+            image, label, path = self.load(index)
+        except DataError as e:
+            if not self.skip_bad:
+                raise
+            return {BAD_FILE: str(e)}  # dropped from its batch by collate_samples, counted by the trainer
         image_t, label_t = self.transform(image, label, rng=rng)
         return {"image": image_t, "label": label_t, "path": path}
 

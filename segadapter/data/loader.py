@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 
 from ..errors import DataError
-from .base import SegDataset
+from .base import BAD_FILE, SegDataset
 from .seeding import SampleKey
 
 
@@ -83,7 +83,15 @@ class KeyedDataset(Dataset):
 
 
 def collate_samples(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack images and labels (they must share a size, e.g. train crops); other keys -> lists."""
+    """Stack images and labels (they must share a size, e.g. train crops); other keys -> lists.
+    Samples that could not be read (a dataset's skip_bad) are left out, their messages listed
+    under BAD_FILE; a batch of nothing but those is only that list."""
+    bad = [it[BAD_FILE] for it in items if BAD_FILE in it]
+    if bad:
+        items = [it for it in items if BAD_FILE not in it]
+        if not items:
+            return {BAD_FILE: bad}
+        return {**collate_samples(items), BAD_FILE: bad}
     shapes = {tuple(it["image"].shape) for it in items}
     if len(shapes) > 1:
         raise DataError(

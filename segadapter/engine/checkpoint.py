@@ -40,8 +40,10 @@ def save_checkpoint(run_dir: str | os.PathLike, iteration: int, model: nn.Module
     tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{name}.", dir=root))
     try:
         model.save_pretrained(tmp)
-        with atomic_path(tmp / STATE_NAME) as p:  # atomic_path fsyncs before the rename below
-            torch.save(train_state, p)
+        # atomic_path fsyncs before the rename below; torch.save writes through Python's file so
+        # that a full disk surfaces as the OSError it is (given a path, torch words it as its own)
+        with atomic_path(tmp / STATE_NAME) as p, open(p, "wb") as f:
+            torch.save(train_state, f)
         final = root / name
         if final.exists():  # left by a run that crashed after this point and was resumed earlier
             stale = root / f"{_TMP_PREFIX}{name}.replaced"

@@ -43,6 +43,11 @@ class DataConfig:
     options: dict[str, Any] = field(default_factory=dict)  # extra build_dataset kwargs
     val_options: dict[str, Any] = field(default_factory=dict)  # merged over `options` for val
     transform_options: dict[str, Any] = field(default_factory=dict)  # extra build_transforms kwargs
+    # an unreadable training sample (truncated file, label of the wrong size or with ids past the
+    # classes): false ends the run naming it, with a checkpoint of the last good step; true skips
+    # it and logs it, until more than max_bad_share of the training files were bad
+    skip_bad: bool = False
+    max_bad_share: float = 0.01
 
 
 @dataclass
@@ -255,6 +260,8 @@ def _check_values(cfg: Config, origins: Origins) -> None:
         raise error("schedule.warmup_iters", (
             f"must be < schedule.max_iters ({cfg.schedule.max_iters}, "
             f"set in {origin_of('schedule.max_iters', origins)})"), origins)
+    if not 0 <= cfg.data.max_bad_share < 1:
+        raise error("data.max_bad_share", f"must be in [0, 1), got {cfg.data.max_bad_share}", origins)
     if cfg.optim.layer_decay is not None and not 0 < cfg.optim.layer_decay <= 1:
         raise error("optim.layer_decay", f"must be in (0, 1], got {cfg.optim.layer_decay}", origins)
     if cfg.train.keep_checkpoints is not None and cfg.train.keep_checkpoints < 1:

@@ -19,10 +19,12 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ..errors import CheckpointError, ConfigError, SegAdapterError
+from ..errors import CheckpointError, ConfigError, DataError, DiskFullError, SegAdapterError
 from . import checkpoint as ckpt
+from .bad_files import BadFiles, own_message
 from ..inference.preprocess import Preprocessing
 from ..runtime.amp import amp_dtype, grad_scaler
+from ..data.base import BAD_FILE
 from .builders import build_datasets, build_model
 from .config import Config
 from .config_loader import config_changes, save_config
@@ -67,6 +69,12 @@ class Trainer:
 
         seed_everything(cfg.train.seed)  # same initial weights on every rank
         self.train_set, self.val_set = build_datasets(cfg.data, cfg.train.seed)
+        # (tqdm.write, not self._say: a bound method would make a reference cycle that keeps the loader's
+        # workers alive until the interpreter exits)
+        self.bad_files = BadFiles(len(self.train_set), cfg.data.skip_bad, cfg.data.max_bad_share,
+                                  tqdm.write if self.dist.is_main else None)
+        self.bad_files.check_up_front(self.train_set, self.val_set)  # before the loader counts the batches
+        self.train_set.skip_bad = cfg.data.skip_bad
         net = build_model(cfg.model, self.train_set.classes, self.train_set.palette).to(self.device)
         net.config["preprocessing"] = _test_preprocessing(cfg, self.train_set)  # saved with every checkpoint
         net.config["dataset"] = cfg.data.dataset  # and the dataset, for the model card (modeling/model_card.py)
@@ -164,6 +172,7 @@ class Trainer:
         if len(windows) == self.dist.world_size:
             self.window = LogWindow.from_state(windows[self.dist.rank], self.device)
         self.bad_steps = int(state.get("bad_steps", 0))
+        self.bad_files.restore(state.get("bad_files", []))
 
     def _prepare_run_dir(self, resumed: bool) -> RunLog | None:
         if not self.dist.is_main:
@@ -196,7 +205,10 @@ class Trainer:
         try:
             with self.stop_signals:
                 while self.iteration < max_iters:
-                    epoch, micro_batches = self._next_micro_batches(batches)
+                    try:
+                        epoch, micro_batches = self._next_micro_batches(batches)
+                    except DataError as e:
+                        self._stop_on_bad_file(e)
                     lr = self.cfg.optim.lr * self.scheduler.factor()
                     lr_groups = lr_by_group(self.optimizer, self.net)  # the lrs this step uses
                     result = self.train_step(micro_batches)
@@ -224,6 +236,11 @@ class Trainer:
                     if result.stop:
                         self._stop_early(bar)
                         break
+        except DiskFullError as e:  # atomic writes: every earlier file is whole
+            latest = ckpt.latest_checkpoint(self.run_dir)
+            kept = f"the last complete checkpoint, {latest}, is intact" if latest else "no checkpoint had been written"
+            raise DiskFullError(f"{e}; training stopped at iteration {self.iteration}: {kept}; free some space, "
+                                "then continue with --resume auto") from None
         finally:
             bar.close()
             if self.log is not None:
@@ -232,7 +249,28 @@ class Trainer:
 
     def _next_micro_batches(self, batches) -> tuple[int, list[dict[str, Any]]]:
         micro = [next(batches) for _ in range(self.accumulate)]
+        for _, batch in micro:  # data.skip_bad: the samples that could not be read were left out
+            for message in batch.get(BAD_FILE, []):
+                if self.bad_files.note(message, f"iteration {self.iteration + 1}") and self.log is not None:
+                    self.log.append({"type": "bad_file", "iter": self.iteration + 1, "problem": message,
+                                     "count": len(self.bad_files.seen)})
+            if "image" not in batch:
+                raise DataError(f"every sample of the batch of iteration {self.iteration + 1} is bad, e.g. "
+                                f"{batch[BAD_FILE][0]}")
         return micro[-1][0], [batch for _, batch in micro]
+
+    def _stop_on_bad_file(self, e: DataError) -> None:
+        """End the run on a file that cannot be read, naming it, with a checkpoint of the last
+        good step (one process only: DDP ranks would have to agree on stopping)."""
+        note = ""
+        if self.iteration > 0 and not self.dist.distributed:
+            if self._saved_at != self.iteration:
+                self.save_checkpoint()
+            note = f" (checkpoint {ckpt.checkpoint_name(self.iteration)}, the last good step, is written)"
+        advice = "fix the dataset" if self.cfg.data.skip_bad else \
+            "fix or remove the file, or set data.skip_bad=true to skip bad files"
+        raise DataError(f"{own_message(e)}; training stopped at iteration {self.iteration}{note}: {advice}, then "
+                        "continue with --resume auto") from None
 
     def train_step(self, micro_batches: list[dict[str, Any]]) -> StepResult:
         """One optimizer step over `micro_batches`, or none when a loss or gradient is not finite."""
@@ -341,6 +379,7 @@ class Trainer:
             "accumulate_steps": self.accumulate,
             "log_window": windows,
             "bad_steps": self.bad_steps,
+            "bad_files": list(self.bad_files.seen),
         }
         ckpt.save_checkpoint(self.run_dir, self.iteration, self.net, state, self.cfg.train.keep_checkpoints)
         self.log.draw_curves()

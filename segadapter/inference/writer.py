@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DiskFullError
+from ..utils.io import disk_full_error
 from .io_threads import BackgroundWriter, TakeTurns
 from .visualize import OVERLAY_FORMATS, ignore_index_for, output_names, overlay, sixteen_bit_picture
 
@@ -57,16 +58,27 @@ class PredictionWriter:
         """The two pictures, straight into the private staging folder: no temp file + fsync per
         file (half the time of an image's encode + write); they reach the output by rename, so
         nobody ever sees a partial one. Runs in a writing thread, taking turns with the network."""
+        with self.turns.shared():
+            try:
+                self._encode(name, label, image)
+            except Exception as e:
+                full = disk_full_error(e)
+                if full is not None:  # the output folder is left as it was: the stage is removed on exit
+                    raise DiskFullError(f"{self.out_dir}: {full.strerror or 'no space left on device'} while writing "
+                                        f"the predictions of {name}; no file of this run was moved into the "
+                                        "folder, the ones already there are intact") from None
+                raise
+
+    def _encode(self, name: str, label: np.ndarray, image: np.ndarray | None) -> None:
         from PIL import Image
 
-        with self.turns.shared():
-            names = output_names(name, self.overlay_format)
-            ignore = ignore_index_for(len(self.palette))  # and 16-bit PNGs, beyond 255 classes
-            picture = sixteen_bit_picture(label) if ignore > 255 else Image.fromarray(label)
-            picture.save(self.stage / names[0], format="PNG", compress_level=1)
-            if image is not None:
-                picture = Image.fromarray(overlay(image, label, self.palette, self.opacity, ignore))
-                if self.overlay_format == "jpg":
-                    picture.save(self.stage / names[1], format="JPEG", quality=90)
-                else:
-                    picture.save(self.stage / names[1], format="PNG", compress_level=1)
+        names = output_names(name, self.overlay_format)
+        ignore = ignore_index_for(len(self.palette))  # and 16-bit PNGs, beyond 255 classes
+        picture = sixteen_bit_picture(label) if ignore > 255 else Image.fromarray(label)
+        picture.save(self.stage / names[0], format="PNG", compress_level=1)
+        if image is not None:
+            picture = Image.fromarray(overlay(image, label, self.palette, self.opacity, ignore))
+            if self.overlay_format == "jpg":
+                picture.save(self.stage / names[1], format="JPEG", quality=90)
+            else:
+                picture.save(self.stage / names[1], format="PNG", compress_level=1)

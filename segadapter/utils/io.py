@@ -1,12 +1,16 @@
 """Atomic file writing: a crash or bad input never leaves a half-written file behind."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from ..errors import DiskFullError
 
 
 @contextmanager
@@ -20,11 +24,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         with open(tmp, "rb+") as f:  # flush to disk before the rename makes it visible
-            os.fsync(f.fileno())
+            os.fsync(f.fileno())  # a full disk may show only here (delayed allocation)
         os.replace(tmp, path)
+    except Exception as e:
+        full = disk_full_error(e)
+        if full is not None:
+            raise DiskFullError(f"{path}: {full.strerror or 'no space left on device'} while writing it; "
+                                "its earlier version, if any, is intact") from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def as_os_error(e: Exception) -> Exception:
+    """The OSError a library wrapped in its own exception (safetensors words Rust's io errors as
+    '... (os error 28)'), so that a full disk reads as one; else `e` itself."""
+    code = re.search(r"\(os error (\d+)\)", str(e))
+    return OSError(int(code[1]), os.strerror(int(code[1]))) if code else e
+
+
+def disk_full_error(e: BaseException) -> OSError | None:
+    """The OSError saying no space is left (or the user's quota is reached: a full disk to the
+    user either way) behind `e`: `e` itself, or one it was raised while handling (torch.save's
+    writer fails again while closing the archive and raises its own RuntimeError)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:
