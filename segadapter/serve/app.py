@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -50,6 +51,11 @@ class Backend:
         self.out_root = Path(out_root or tempfile.mkdtemp(prefix="segadapter-serve-"))
         self.out_root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        # All the work on one thread of its own: done by the server's many worker threads in turn,
+        # each thread kept its own scratch memory of the network and its own malloc arena of
+        # decoded pictures, and the server grew by a gigabyte under load (benchmarks/serve_load.py).
+        # Requests run one at a time anyway (the model is shared).
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="segadapter-serve")
         self._folders_lock = threading.Lock()
         self.default_classes = list(inferencer.classes) if inferencer.classes is not None else None
 
@@ -59,6 +65,9 @@ class Backend:
 
     def segment(self, paths: Sequence[str] | None, opacity: float = 0.5, classes_text: str | None = None) -> Outcome:
         """Every readable upload is segmented; each unreadable one gets a message, never an exception."""
+        return self._worker.submit(self._segment, paths, opacity, classes_text).result()
+
+    def _segment(self, paths: Sequence[str] | None, opacity: float, classes_text: str | None) -> Outcome:
         out = Outcome()
         paths = [p for p in (paths or []) if p]
         if not paths:
@@ -111,13 +120,17 @@ class Backend:
     def blend(self, state: list | None, opacity: float) -> list[tuple[np.ndarray, str]]:
         """New overlays for another opacity, without running the network again."""
         opacity = min(max(float(opacity), 0.0), 1.0)
-        return [(self.inferencer.overlay(image, label, opacity), name) for name, image, label in (state or [])]
+        return self._worker.submit(lambda: [(self.inferencer.overlay(image, label, opacity), name)
+                                            for name, image, label in (state or [])]).result()
 
     def gallery(self, overlays: list[tuple[np.ndarray, str]], folder: Path | None = None) -> list[tuple[str, str]]:
         """The overlays as PNG files for the page's gallery: (path, caption). Files, not arrays:
         Gradio caches a returned array under a hash of its bytes and rewrites that file in place, so
         two requests with the same overlay could rewrite it while the other's browser reads it;
         returned files it copies into its cache atomically."""
+        return self._worker.submit(self._gallery, overlays, folder).result()
+
+    def _gallery(self, overlays: list[tuple[np.ndarray, str]], folder: Path | None) -> list[tuple[str, str]]:
         from PIL import Image
 
         folder = folder or self._request_dir()
