@@ -260,13 +260,14 @@ def main(argv=None) -> int:
         "no traceback in the server's log": figures["server_tracebacks"] == 0,
         "RSS at the end within 10% + 100 MB of after warm-up": rss_end <= rss_warm * 1.1 + 100,
         "queue bounded (burst: some refused at once, none hanging, the rest answered)":
-            bursts["refused"] > 0 and bursts["hanging"] == 0 and bursts["answered"] + bursts["refused"] == bursts["jobs"],
+            bursts["refused"] > 0 and bursts["hanging"] == 0
+            and bursts["answered"] + bursts["refused"] == bursts["jobs"],
     }
     figures["checks"] = checks
     print(f"{len(records)} requests from {args.clients} clients in {args.seconds:.0f} s "
           f"({figures['good']} good, {figures['bad']} bad uploads), {len(problems)} wrong")
-    print(f"latency of good requests: one client p50 {figures['single_p50_s']:.3f} s, p95 {figures['single_p95_s']:.3f} s;"
-          f" {args.clients} clients p50 {figures['load_p50_s']:.3f} s, p95 {figures['load_p95_s']:.3f} s")
+    print(f"latency of good requests: one client p50 {figures['single_p50_s']:.3f} s, "
+          f"p95 {figures['single_p95_s']:.3f} s; {args.clients} clients p50 {figures['load_p50_s']:.3f} s, p95 {figures['load_p95_s']:.3f} s")
     print(f"server RSS: {rss_warm:.0f} MB after warm-up, {peak:.0f} MB peak, {rss_end:.0f} MB at the end "
           f"({rss_after_burst:.0f} MB after the burst)")
     print(f"burst of {bursts['jobs']} heavy requests, queue {args.queue_size}: {bursts['answered']} answered, "

@@ -4,8 +4,6 @@ tests/hub_server.py), and a snapshot made by hand with only config.json + one we
 of them records the files a repository lacks (`.no_exist`), which only `segadapter download`
 does; offline the toolkit must load from them all the same. A partial download gets a clear error."""
 import hashlib
-import os
-import shutil
 
 import pytest
 import torch
@@ -46,8 +44,8 @@ def load_offline(hub, home, tmp_path, kv):
 def test_cache_filled_by_another_tool_serves_offline(tmp_path, ade_b0, tool):
     folder, kv = ade_b0
     home = tmp_path / "hf"
-    fill = {"snapshot_download": f"from huggingface_hub import snapshot_download; snapshot_download({REPO!r})",
-            "transformers": f"import transformers; transformers.SegformerForSemanticSegmentation.from_pretrained({REPO!r})"}
+    fill = {"snapshot_download": f"import huggingface_hub as h; h.snapshot_download({REPO!r})",
+            "transformers": f"import transformers as t; t.SegformerForSemanticSegmentation.from_pretrained({REPO!r})"}
     with LocalHub() as hub:
         hub.add(REPO, folder_files(folder))
         proc = client(hub, home, fill[tool])
