@@ -92,3 +92,20 @@ def test_predictions_that_do_not_fit(tmp_path, small_disk):
     small_disk.resize(256 * 2**20)
     inferencer.save(images, out)
     assert len(list(out.glob("frame??.png"))) == 12
+
+
+def test_model_weights_that_do_not_fit(tmp_path, small_disk):
+    """safetensors words a full disk as its own error: it is named as one all the same."""
+    from inference_helpers import tiny_model
+
+    model = tiny_model()
+    folder = small_disk.path / "model"
+    model.save_pretrained(folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    small_disk.resize(small_disk.used() + 2**20)
+    with torch.no_grad():
+        next(model.parameters()).add_(1)
+    with pytest.raises(DiskFullError, match=r"model\.safetensors: No space left on device"):
+        model.save_pretrained(folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    from_pretrained(folder)

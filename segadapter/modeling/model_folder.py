@@ -7,10 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
-from ..utils.io import atomic_path, write_json_atomic
+from ..utils.io import as_os_error, atomic_path, write_json_atomic
 from .model_card import model_card
 
 CONFIG_NAME = "config.json"
@@ -26,7 +27,10 @@ def save_pretrained(model, directory: str | os.PathLike, **extra: Any) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
+        try:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        except SafetensorError as e:  # e.g. a full disk: its OSError, for atomic_path to name
+            raise as_os_error(e) from None
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, **model.config, **extra}
     with atomic_path(directory / CARD_NAME) as tmp:  # the Hub's model card: the folder uploads as it is
         tmp.write_text(model_card(config), encoding="utf-8")
