@@ -99,10 +99,11 @@ def test_files_are_checked_before_training(tmp_path):
         Trainer(config(root, skip_bad=True, max_bad_share=0.1), tmp_path / "run2")
 
 
-def test_a_bad_file_met_mid_run_ends_it_with_a_checkpoint_of_the_last_good_step(tmp_path):
+@pytest.mark.parametrize("workers", [0, 1])  # 1: the error comes back from a DataLoader worker
+def test_a_bad_file_met_mid_run_ends_it_with_a_checkpoint_of_the_last_good_step(tmp_path, workers):
     root = make_folder(tmp_path / "data")
     run = tmp_path / "run"
-    trainer = Trainer(config(root), run)  # the files are fine when the run starts ...
+    trainer = Trainer(config(root, num_workers=workers), run)  # the files are fine when the run starts ...
     order = np.random.default_rng([0, 0]).permutation(TRAIN)  # the first epoch's order (data/loader.py)
     bad = root / "masks" / "train" / f"f{order[7]:02d}.png"  # in the 4th batch
     good = truncate(bad)  # ... and one is cut short on the shared disk while it runs
