@@ -116,7 +116,7 @@ def main() -> int:
     p.add_argument("--data", default=str(ROOT.parent / "shared/data/camvid"), help="CamVid root (uses val/)")
     p.add_argument("--run", help="model or training-run folder [a random --model]")
     p.add_argument("--model", default="adapt-mit-b0", help="registered model for the random stand-in")
-    p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
+    p.add_argument("--amp", choices=["auto", "none", "bf16", "fp16"], default="auto")
     p.add_argument("--device", default=None)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--workers", type=int, default=2, help="decoding threads and as many writing threads [2]")

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         if bench is not None:
             record = bench.protocol(record)
         pre = resolve_preprocessing(args, record, fallback_scale=None if bench else data_cfg.get("scale"))
-        options = inference_options(args, pre)
+        options = inference_options(args, pre, model, device)
         scale = list(pre.scale) if pre.scale else None
         transform = pre.transforms()  # the model's resize rule and normalisation; labels untouched
         data_options = {**(data_cfg.get("options") or {}), **(data_cfg.get("val_options") or {})}

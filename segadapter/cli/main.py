@@ -23,6 +23,7 @@ COMMANDS = {
     "download": ("download", "download published weights into the Hugging Face cache (for offline use)"),
     "prepare": ("prepare", "convert a raw dataset download into the layout its reader expects"),
     "serve": ("serve", "web demo of a model in the browser (needs segadapter[demo])"),
+    "env": ("env", "print torch, the CPU's ISA level, threads, allocator and what amp auto picks"),
 }
 
 # commands that run networks: they keep freed memory in the process (see utils/malloc.py)

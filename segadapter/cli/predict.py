@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         # a fixed-class model, or a SAN without CLIP weights: one line, before any work
         classes = require_vocabulary(model, flag).require(classes, flag)
     pre = resolve_preprocessing(args, model_preprocessing(model, folder))
-    options = inference_options(args, pre)
+    options = inference_options(args, pre, model, device)
     palette = _palette(args.palette, len(classes) if classes else model.num_classes,
                        f"{flag} names" if classes else "the model predicts")
     if palette is None and classes is None and pre.palette is not None and len(pre.palette) < model.num_classes:

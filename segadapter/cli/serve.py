@@ -34,7 +34,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--max-files", type=int, default=16, help="images per request [16]")
     p.add_argument("--queue-size", type=int, default=32, help="requests waiting at most; more are refused [32]")
     p.add_argument("--device", default=None, help="cpu, cuda, ... [cuda if available, else cpu]")
-    p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast the network [none]")
+    p.add_argument("--amp", choices=["auto", "none", "bf16", "fp16"], default="auto",
+                   help="autocast the network; auto: bf16 where the device computes it natively, else fp32 (CPU) "
+                        "or fp16 (CUDA) [auto]")
     p.add_argument("--title", default=None, help="page title [segadapter: MODEL]")
     return p
 
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ConfigError(f"limits: {e}") from None
     inferencer = Inferencer(args.ckpt, device=resolve_device(args.device),
-                            amp=None if args.amp == "none" else args.amp)
+                            amp=args.amp)
     examples_dir = Path(tempfile.mkdtemp(prefix="segadapter-examples-"))
     examples = _examples(Path(args.data), args.examples, examples_dir) if args.data else []
     backend = Backend(inferencer, limits)

@@ -77,9 +77,13 @@ class ScheduleConfig:
 @dataclass
 class TrainConfig:
     seed: int = 0
-    amp: Literal["none", "bf16", "fp16"] = "none"
+    # autocast precision; auto: bf16 where the device computes it natively (CUDA, CPUs with AMX /
+    # AVX-512 BF16), fp16 + loss scaling on GPUs without bf16, fp32 on other CPUs (runtime/amp.py)
+    amp: Literal["auto", "none", "bf16", "fp16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     channels_last: bool = False
+    # torch.compile the training forward + loss (one compile per crop size; eager where no compiler)
+    compile: bool = False
     log_interval: int = 50
     eval_interval: int = 16_000  # 0: only at the end
     checkpoint_interval: int = 16_000  # 0: only at the end

@@ -94,10 +94,12 @@ def apply_override(raw: dict[str, Any], origins: dict[str, str], text: str) -> N
     origins.update(_leaf_origins({key: value}, where))
 
 
-def save_config(cfg: Config, path: str | os.PathLike) -> None:
-    """Write the resolved config as YAML (atomically); `load_config(path)` reads it back."""
-    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)
-    write_text_atomic(path, text)
+def save_config(cfg: Config, path: str | os.PathLike, notes: list[str] = ()) -> None:
+    """Write the resolved config as YAML (atomically); `load_config(path)` reads it back. `notes`
+    go first as comments: what the settings resolved to on this machine (`amp auto -> fp32: ...`),
+    for the reader, while the keys stay as set so the file runs the same way elsewhere."""
+    header = "".join(f"# {line}\n" for note in notes for line in note.splitlines())
+    write_text_atomic(path, header + yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None))
 
 
 def config_changes(old_path: str | os.PathLike, cfg: Config) -> list[str]:

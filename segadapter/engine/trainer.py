@@ -22,9 +22,9 @@ from tqdm import tqdm
 from ..errors import CheckpointError, ConfigError, DataError, DiskFullError, SegAdapterError
 from . import checkpoint as ckpt
 from .bad_files import BadFiles, own_message
-from ..inference.preprocess import Preprocessing
-from ..runtime.amp import amp_dtype, grad_scaler
+from ..runtime.amp import choose_precision, grad_scaler
 from ..data.base import BAD_FILE
+from ..inference.preprocess import Preprocessing
 from .builders import build_datasets, build_model
 from .config import Config
 from .config_loader import config_changes, save_config
@@ -39,6 +39,7 @@ from .schedule import build_scheduler
 from .step import RunningStats, StepResult, accumulate_gradients, apply_step, gradient_norm, nonfinite_problem
 from .stop_signals import IgnoreStopSignals, StopSignals
 from .val_pictures import prediction_grid
+from ..utils.compile import compile_for_training
 
 CONFIG_NAME = "config.yaml"
 STATE_VERSION = 1
@@ -59,7 +60,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.dist = dist_info or init_distributed(cfg.train.device)
         self.device = self.dist.device
-        self.amp_dtype = amp_dtype(cfg.train.amp, self.device)
+        self.precision = choose_precision(cfg.train.amp, self.device, "train.amp")
+        self.amp_dtype = self.precision.dtype
         if cfg.data.batch_size % self.dist.world_size:
             raise ConfigError(f"data.batch_size ({cfg.data.batch_size}) must be divisible by the number "
                               f"of processes ({self.dist.world_size})")
@@ -78,6 +80,8 @@ class Trainer:
         net = build_model(cfg.model, self.train_set.classes, self.train_set.palette).to(self.device)
         net.config["preprocessing"] = _test_preprocessing(cfg, self.train_set)  # saved with every checkpoint
         net.config["dataset"] = cfg.data.dataset  # and the dataset, for the model card (modeling/model_card.py)
+        net.config["training_precision"] = self.precision.to_dict()  # the card says what amp resolved to
+        self._say(self.precision.describe())
         if net.load_report is not None:
             self._say(f"pretrained: {net.load_report}")
         if cfg.train.channels_last:
@@ -94,6 +98,8 @@ class Trainer:
         self.exit_code = 0
         self._saved_at: int | None = None
         state = self._load_checkpoint(net) if resume else self._refuse_overwrite()
+        if cfg.train.compile:
+            self._say(compile_for_training(net, self.device))
         self.model = wrap_model(net, self.dist)
         self.net = net
         # Different dropout / drop-path streams per rank, identical on every (re)start.
@@ -182,7 +188,7 @@ class Trainer:
         if resumed:
             for change in config_changes(self.run_dir / CONFIG_NAME, self.cfg):
                 self._say(f"config changed since the run started: {change}")
-        save_config(self.cfg, self.run_dir / CONFIG_NAME)
+        save_config(self.cfg, self.run_dir / CONFIG_NAME, notes=[f"train.{self.precision.describe()}"])
         return RunLog(self.run_dir, self.loggers, resumed_at=self.iteration if resumed else None)
 
     # ----------------------------------------------------------------------------- loop

@@ -10,10 +10,10 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..runtime.amp import AMP_DTYPES
+from ..runtime.amp import AMP_CHOICES
 from ..errors import ConfigError
 from ..modeling.vocabulary import check_names
-from ..inference.onnx_network import check_torch_only_options, is_onnx_path, load_onnx_network
+from ..inference.onnx_network import check_torch_only_options, is_onnx_path, load_onnx_network, network_precision
 from ..inference.preprocess import Preprocessing, preprocessing_of
 from .inference import MODES, check_inference_args
 
@@ -32,8 +32,10 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scales", type=float, nargs="+", default=[1.0], metavar="S",
                    help="multi-scale test, e.g. 0.5 1.0 1.5 (aspect ratio kept) [1.0]")
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... [cuda if available, else cpu]")
-    g.add_argument("--amp", choices=list(AMP_DTYPES), default="none",
-                   help="autocast the network in bf16/fp16; sums and averages stay fp32 [none]")
+    g.add_argument("--amp", choices=list(AMP_CHOICES), default="auto",
+                   help="autocast the network in bf16/fp16 (sums and averages stay fp32); auto: bf16 where the "
+                        "device computes it natively (CUDA, CPUs with AMX / AVX-512 BF16), else fp16 on CUDA, "
+                        "fp32 on CPU; none: fp32 [auto]")
     g.add_argument("--compile", action="store_true",
                    help="torch.compile the network for inference (weights frozen); the first image of "
                         "each size compiles, ~30 s for a B0 on 2 CPU cores [off]")
@@ -67,10 +69,13 @@ def resolve_preprocessing(args: argparse.Namespace, record: Preprocessing,
     return record.replace(**changes)
 
 
-def inference_options(args: argparse.Namespace, pre: Preprocessing) -> dict[str, Any]:
-    """Keyword arguments for `inference` / `evaluate`, validated (ConfigError on bad values)."""
+def inference_options(args: argparse.Namespace, pre: Preprocessing, model: nn.Module,
+                      device: torch.device) -> dict[str, Any]:
+    """Keyword arguments for `inference` / `evaluate`, validated (ConfigError on bad values); the
+    autocast dtype is what `--amp` resolves to for `model` on `device`."""
     check_inference_args(pre.mode, pre.crop_size, pre.stride, args.scales)
-    return {**pre.inference_kwargs(), "scales": tuple(args.scales), "amp_dtype": AMP_DTYPES[args.amp]}
+    precision = network_precision(model, args.amp, device, "--amp")
+    return {**pre.inference_kwargs(), "scales": tuple(args.scales), "amp_dtype": precision.dtype}
 
 
 def load_model(ckpt: str, device: torch.device, compile: bool = False) -> tuple[nn.Module, Path]:
@@ -97,7 +102,8 @@ def load_model(ckpt: str, device: torch.device, compile: bool = False) -> tuple[
 
 def check_backend_options(model: nn.Module, args: argparse.Namespace) -> None:
     """--amp / --compile only apply to PyTorch models: one ConfigError for an ONNX file."""
-    asked = [flag for flag, on in (("--amp " + str(args.amp), args.amp != "none"), ("--compile", args.compile)) if on]
+    asked = [flag for flag, on in (("--amp " + str(args.amp), args.amp not in ("none", "auto")),
+                                   ("--compile", args.compile)) if on]
     if asked:
         check_torch_only_options(model, args.amp, args.compile, " and ".join(asked))
 

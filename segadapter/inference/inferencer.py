@@ -1,6 +1,6 @@
 """`segadapter.Inferencer`: one call from images (paths, folders, PIL, numpy, tensors) to label maps.
 
-    inferencer = segadapter.Inferencer("work_dirs/adapt-mit-b0_camvid-cpu", amp="bf16")
+    inferencer = segadapter.Inferencer("work_dirs/adapt-mit-b0_camvid-cpu")
     pred = inferencer("frame.png", overlay=True)        # Prediction: .label (H, W), .overlay
     preds = inferencer("frames/")                       # list, in file order
     inferencer.save("frames/", "predictions/")          # class-id PNGs + overlays, as `predict`
@@ -25,8 +25,7 @@ from torch import nn
 from ..errors import ConfigError, SegAdapterError
 from ..modeling.vocabulary import require_vocabulary, vocabulary_of
 from ..runtime.wrappers import bare_model
-from ..runtime.amp import AMP_DTYPES
-from .onnx_network import OnnxNetwork, check_torch_only_options, is_onnx_path, load_onnx_network
+from .onnx_network import OnnxNetwork, check_torch_only_options, is_onnx_path, load_onnx_network, network_precision
 from .preprocess import Preprocessing, preprocessing_of
 from .runner import BatchRunner
 from .sources import Source, collect
@@ -57,15 +56,16 @@ class Inferencer:
 
     `model`: a model (any module whose eval forward returns (B, K, h, w) logits), a model /
     training run folder, or an `.onnx` file from `segadapter export` (run by ONNX Runtime on the
-    CPU, fp32 or int8 as exported; `amp` and `compile` do not apply). `device` default: CUDA if available, else CPU. `amp`: "bf16"/"fp16"
-    autocast for the network. `preprocessing`: overrides the model's record (see `Preprocessing`;
+    CPU, fp32 or int8 as exported; `amp` and `compile` do not apply). `device` default: CUDA if available, else CPU. `amp`: autocast
+    for the network: "auto" (bf16 where the device computes it natively, else fp16 on CUDA, fp32 on
+    CPU; `inferencer.precision` says what and why), "bf16", "fp16", or "none" / None for fp32. `preprocessing`: overrides the model's record (see `Preprocessing`;
     use `inferencer.preprocessing.replace(scale=(W, H))` to change one thing). `scales`: multi-scale
     test. `classes`: class names for open-vocabulary models (those with a `vocabulary`).
     `batch_size`: images per forward (same-size images only). `workers`: decoding threads.
     """
 
     def __init__(self, model: nn.Module | str | os.PathLike, *, device: str | torch.device | None = None,
-                 amp: str | torch.dtype | None = None, preprocessing: Preprocessing | dict | None = None,
+                 amp: str | torch.dtype | None = "auto", preprocessing: Preprocessing | dict | None = None,
                  scales: Sequence[float] = (1.0,), classes: Sequence[str] | None = None,
                  palette: Sequence[Sequence[int]] | None = None, batch_size: int = 4, workers: int = 2,
                  compile: bool = False):
@@ -76,7 +76,8 @@ class Inferencer:
             device = "cpu" if device is None else device
         check_torch_only_options(model, amp, compile)
         self.device = resolve_device(None if device is None else str(device))
-        self.amp_dtype = _amp(amp, self.device)
+        self.precision = network_precision(model, amp, self.device)
+        self.amp_dtype = self.precision.dtype
         if isinstance(model, OnnxNetwork):
             record = preprocessing_of(model, source=str(model.path))
         elif isinstance(model, (str, os.PathLike)):
@@ -240,16 +241,3 @@ def _check_opacity(opacity: float) -> None:
     if not 0.0 <= float(opacity) <= 1.0:
         raise ConfigError(f"opacity must be between 0 and 1, got {opacity}")
 
-
-def _amp(amp: str | torch.dtype | None, device: torch.device) -> torch.dtype | None:
-    if isinstance(amp, torch.dtype) or amp is None:
-        dtype = amp
-    elif amp in AMP_DTYPES:
-        dtype = AMP_DTYPES[amp]
-    else:
-        raise ConfigError(f"amp must be one of {', '.join(AMP_DTYPES)} (or a torch dtype), got {amp!r}")
-    if dtype not in (None, torch.bfloat16, torch.float16):
-        raise ConfigError(f"amp dtype must be bfloat16 or float16, got {dtype}")
-    if dtype is torch.float16 and device.type != "cuda":
-        raise ConfigError("amp fp16 needs a CUDA device; use bf16 on CPU")
-    return dtype

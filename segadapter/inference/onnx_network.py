@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..runtime.amp import Precision, choose_precision
 from ..errors import CheckpointError, ConfigError, SegAdapterError
 from ..modeling.heads.base import LOGITS, DecodeHead, OutputSpace
 from ..modeling.meta_arch.base import SegmentationModel
@@ -144,7 +145,15 @@ def load_onnx_network(path: str | os.PathLike, threads: int | None = None) -> On
 def check_torch_only_options(model: nn.Module, amp: Any = None, compile: bool = False, what: str = "") -> None:
     """One ConfigError when autocast or torch.compile is asked of an ONNX network: the graph runs
     in the precision it was exported with. `what` names the options as the caller's user knows them."""
-    if isinstance(model, OnnxNetwork) and (amp not in (None, "none") or compile):
-        asked = what or ("amp" if amp not in (None, "none") else "compile")
+    if isinstance(model, OnnxNetwork) and (amp not in (None, "none", "auto") or compile):
+        asked = what or ("amp" if amp not in (None, "none", "auto") else "compile")
         raise ConfigError(f"{model.path}: {asked} applies to PyTorch models; an ONNX model runs in the precision "
                           f"it was exported with ({model.precision})")
+
+
+def network_precision(model: nn.Module, amp: Any, device: torch.device, what: str = "amp") -> Precision:
+    """What `amp` resolves to for running `model` on `device` (`runtime.amp.choose_precision`);
+    an ONNX network runs as exported, so `auto` means no autocast for it."""
+    if isinstance(model, OnnxNetwork):
+        return Precision(str(amp), None, f"ONNX Runtime runs the graph as exported ({model.precision})")
+    return choose_precision(amp, device, what)

@@ -39,6 +39,9 @@ def model_card(config: dict[str, Any]) -> str:
                   "| " + " | ".join(f"{v:.2f}" for v in scores.values()) + " |", ""]
     lines += ["```python", "import segadapter", "", 'model = segadapter.from_pretrained("hf-hub:ORG/NAME")  # this folder',
               'pred = segadapter.Inferencer(model)("image.png")  # .label: (H, W) class ids', "```", ""]
+    precision = config.get("training_precision")
+    if precision:
+        lines += [f"Trained with amp {precision['amp']} -> {precision['dtype']}: {precision['reason']}.", ""]
     pre = config.get("preprocessing")
     if pre:
         lines += ["Preprocessing the model expects (applied by `Inferencer`, `predict` and `eval`):", "",

@@ -1,4 +1,4 @@
-"""`torch.compile` set up for inference.
+"""`torch.compile` set up for inference, and for the training step.
 
 Inductor with weight freezing treats the weights as constants: they are packed once for the CPU's
 matmul/conv kernels and the pointwise ops around them (norms, activations, softmax, the head's
@@ -37,3 +37,52 @@ def compile_for_inference(model: nn.Module, device: torch.device | str = "cpu") 
 
     inductor_config.freezing = True
     return torch.compile(model)
+
+
+def compiler_missing(device: torch.device | str) -> str | None:
+    """Why torch.compile cannot build kernels for `device` here (one phrase), or None when it can."""
+    kind = torch.device(device).type
+    if kind == "cpu" and cxx_compiler() is None:
+        return "no C++ compiler (g++ or clang++; or set CXX)"
+    if kind == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return "no Triton (pip install triton)"
+    return None
+
+
+def compile_units(model: nn.Module) -> list[nn.Module]:
+    """What `train.compile` compiles: the elements of the first `nn.ModuleList` on every path down
+    from the model (a backbone's stages or blocks, the adapters, a head's layers), each its own
+    graph. One graph for the whole model would compile longer, and inductor (torch 2.13, CPU)
+    miscompiles its backward: zero gradients for the decode head of `adapt-mit-b0`, where the
+    per-unit graphs match eager to 1e-6 (tests/test_train_compile.py)."""
+    units, stack = [], [model]
+    while stack:
+        module = stack.pop()
+        for child in module.children():
+            if isinstance(child, nn.ModuleList):
+                units += list(child)
+            else:
+                stack.append(child)
+    return units
+
+
+def compile_for_training(model: nn.Module, device: torch.device | str) -> str:
+    """Compile `model`'s units (`compile_units`) in place for training and return one line saying
+    so; where no compiler is present, leave it eager and say why. In place: the parameters, the
+    state dict's keys and the optimizer see the same model; each unit compiles on its first call
+    (and again for a new input size, e.g. validation images)."""
+    missing = compiler_missing(device)
+    if missing is not None:
+        return f"train.compile: {missing}; training runs eager"
+    import torch._inductor.config as inductor_config
+
+    # dropout / drop-path draw from torch's generator as in eager mode, not inductor's own: the
+    # compiled run takes the same random streams, so it matches eager and resumes exactly
+    inductor_config.fallback_random = True
+    units = compile_units(model)
+    for unit in units:
+        unit.compile(dynamic=False)  # fixed crops: static shapes, no symbolic-size kernels
+    return f"train.compile: {len(units)} units compiled (each compiles on its first call)"
