@@ -1,0 +1,201 @@
+"""Time to accuracy on CamVid, and the training step against Hugging Face `transformers`.
+
+1. Step comparison (all of `--step-only`): one training step - batch 4, 192x256 crops, 11 classes,
+   AdamW, fp32 - of our `segformer-b0` (eager, and with `train.compile`'s units compiled) and of
+   `transformers`' SegformerForSemanticSegmentation b0 (its own upsampled cross-entropy), each
+   contender in its own process, timed in interleaved rounds, under glibc's default allocator
+   and under the tuned one (`segadapter.utils.malloc`). Also our `adapt-mit-b0`, and both of ours
+   in the precision `amp: auto` picks here.
+2. Time to accuracy: `adapt-mit-b0` and `segformer-b0` trained with the CamVid study's recipe
+   (the shipped `*_camvid-cpu` configs, `amp: auto`), evaluated every 100 iterations; the
+   wall-clock minutes of training (evaluation excluded, reported apart) until val mIoU first
+   reaches 35 and 40. A run stops once it reached the last target.
+
+The machine line says the CPU, its ISA level as PyTorch runs it and what `amp: auto` picked:
+run it once as is and once under `ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`.
+The last line is `train step vs transformers: default=<x> tuned=<x> compiled=<x>` (their step
+time / ours, fp32; `compiled`: ours compiled against theirs, both with the tuned allocator).
+
+    python benchmarks/time_to_accuracy.py --data ../shared/data/camvid --step-only
+    python benchmarks/time_to_accuracy.py --data ../shared/data/camvid [--models adapt-mit-b0] [--json FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import worker_process
+from speed_vs_hf import HF_CONFIGS
+
+CLASSES, BATCH, CROP = 11, 4, (192, 256)
+CONFIGS = {"adapt-mit-b0": "adapt-mit_camvid-cpu", "segformer-b0": "segformer_camvid-cpu"}
+TARGETS = (35.0, 40.0)
+
+
+# ----------------------------------------------------------------------------- step comparison
+def _step_fn(spec: dict):
+    import torch
+
+    torch.manual_seed(0)
+    x, y = torch.randn(BATCH, 3, *CROP), torch.randint(0, CLASSES, (BATCH, *CROP))
+    if spec["who"] == "hf":
+        from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+        model = SegformerForSemanticSegmentation(SegformerConfig(num_labels=CLASSES, **HF_CONFIGS["b0"])).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=6e-4, weight_decay=0.01)
+        forward = lambda: model(pixel_values=x, labels=y).loss  # noqa: E731
+        dtype = None
+    else:
+        import segadapter
+        from segadapter.engine.config import OptimConfig
+        from segadapter.engine.optim import build_optimizer
+        from segadapter.runtime.amp import choose_precision
+        from segadapter.utils.compile import compile_for_training
+
+        model = segadapter.create_model(spec["model"], num_classes=CLASSES).train()
+        opt = build_optimizer(model, OptimConfig(lr=6e-4))
+        if spec.get("compile"):
+            compile_for_training(model, "cpu")
+        dtype = choose_precision(spec.get("amp", "none"), "cpu").dtype
+        forward = lambda: model(x, labels=y)["loss"]  # noqa: E731
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            loss = forward()
+        loss.backward()
+        opt.step()
+    return step
+
+
+def worker(spec: dict) -> None:
+    worker_process.serve(lambda: _step_fn(spec))
+
+
+def step_comparison(rounds: int) -> dict[str, dict[str, float]]:
+    from segadapter.utils import malloc
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    base["SEGADAPTER_TUNE_MALLOC"] = "0"  # the allocator is what the environment below says, nothing else
+    specs = {"hf": {"who": "hf"}, "ours": {"who": "ours", "model": "segformer-b0"}}
+    out = {}
+    for alloc in ("default", "tuned"):
+        env = {**base, **(malloc.environment() if alloc == "tuned" else {})}
+        these = dict(specs)
+        if alloc == "tuned":
+            these |= {"ours-compiled": {**specs["ours"], "compile": True},
+                      "adapt": {"who": "ours", "model": "adapt-mit-b0"},
+                      "ours-auto": {**specs["ours"], "amp": "auto"},
+                      "adapt-auto": {"who": "ours", "model": "adapt-mit-b0", "amp": "auto"}}
+        # two warm-up turns: a compiled contender compiles in its first
+        result = worker_process.interleaved(__file__, these, rounds, warmup=2, env=env)
+        out |= {f"{name}/{alloc}": r["median_ms"] for name, r in result.items()}
+    return out
+
+
+# ----------------------------------------------------------------------------- time to accuracy
+def time_to_accuracy(model: str, data: str, work: Path, seed: int) -> dict:
+    from segadapter.engine import load_config
+    from segadapter.engine.trainer import Trainer
+
+    cfg = load_config(CONFIGS[model], [f"data.root={data}", f"train.seed={seed}", "train.progress=false",
+                                       "train.eval_interval=100", "train.checkpoint_interval=0",
+                                       "train.tensorboard_images=0"])
+    timeline: list[dict] = []
+
+    class Reached(Exception):
+        pass
+
+    class Timed(Trainer):
+        """Training clock that stops while validating; the run ends at the last target."""
+
+        def evaluate(self, bar=None):
+            paused = time.perf_counter()
+            result = super().evaluate(bar)
+            eval_s = time.perf_counter() - paused
+            train_s = paused - started - sum(t["eval_s"] for t in timeline)
+            timeline.append({"iter": self.iteration, "mIoU": result["mIoU"], "train_s": train_s, "eval_s": eval_s})
+            if result["mIoU"] >= TARGETS[-1]:
+                raise Reached  # nothing left to measure
+            return result
+
+    trainer = Timed(cfg, work / f"{model}_seed{seed}")
+    started = time.perf_counter()
+    try:
+        trainer.fit()
+    except Reached:
+        pass
+    reached = {f"{t:g}": next((p["train_s"] / 60 for p in timeline if p["mIoU"] >= t), None) for t in TARGETS}
+    return {"model": model, "amp": trainer.precision.describe(), "minutes_to": reached,
+            "eval_minutes": sum(p["eval_s"] for p in timeline) / 60, "timeline": timeline,
+            "best_mIoU": max((p["mIoU"] for p in timeline), default=None)}
+
+
+def machine() -> str:
+    import torch
+
+    from segadapter.runtime.amp import choose_precision
+    from segadapter.utils.cpu_isa import cpu_model, describe_isa, onednn_isa_limit
+
+    return (f"{cpu_model()}, {torch.get_num_threads()} threads; CPU flags: {describe_isa()}; PyTorch kernels "
+            f"{torch.backends.cpu.get_cpu_capability()}, ONEDNN_MAX_CPU_ISA {onednn_isa_limit() or 'not set'}; "
+            f"{choose_precision('auto', 'cpu').describe()}; torch {torch.__version__}")
+
+
+def main() -> int:
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        worker(json.loads(sys.argv[2]))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="../shared/data/camvid", help="CamVid root [../shared/data/camvid]")
+    p.add_argument("--step-only", action="store_true", help="only the step comparison (a few minutes)")
+    p.add_argument("--models", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds of the step comparison [5]")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work-dir", help="run folders of the time-to-accuracy runs [a temporary folder]")
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args()
+
+    print(f"machine: {machine()}", flush=True)
+    report: dict = {"machine": machine()}
+    if not args.step_only:
+        if not (Path(args.data) / "train").is_dir():
+            print(f"no CamVid at {args.data}", file=sys.stderr)
+            return 2
+        work = Path(args.work_dir or tempfile.mkdtemp(prefix="time-to-accuracy-"))
+        report["time_to_accuracy"] = []
+        print("\n| model | amp | minutes to 35 mIoU | minutes to 40 mIoU | best mIoU seen | evaluation minutes (apart) |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for model in args.models:
+            r = time_to_accuracy(model, args.data, work, args.seed)
+            report["time_to_accuracy"].append(r)
+            fmt = {k: ("not reached" if v is None else f"{v:.1f}") for k, v in r["minutes_to"].items()}
+            print(f"| {model} | {r['amp']} | {fmt['35']} | {fmt['40']} | {r['best_mIoU']:.2f} | "
+                  f"{r['eval_minutes']:.1f} |", flush=True)
+    t = step_comparison(args.rounds)
+    report["step_ms"] = t
+    print(f"\nTraining step, batch {BATCH}, {CROP[0]}x{CROP[1]}, {CLASSES} classes, AdamW (median ms):\n")
+    print("| contender | default allocator | tuned allocator |\n| --- | --- | --- |")
+    for name, label in (("hf", "transformers Segformer b0, fp32"), ("ours", "ours segformer-b0, fp32"),
+                        ("ours-compiled", "ours segformer-b0, fp32, train.compile"),
+                        ("adapt", "ours adapt-mit-b0, fp32"), ("ours-auto", "ours segformer-b0, amp auto"),
+                        ("adapt-auto", "ours adapt-mit-b0, amp auto")):
+        print(f"| {label} | {t.get(f'{name}/default', float('nan')):.0f} | {t[f'{name}/tuned']:.0f} |")
+    ratios = {"default": t["hf/default"] / t["ours/default"], "tuned": t["hf/tuned"] / t["ours/tuned"],
+              "compiled": t["hf/tuned"] / t["ours-compiled/tuned"]}
+    report["ratios"] = ratios
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"\ncompiled / eager (ours, tuned): {t['ours/tuned'] / t['ours-compiled/tuned']:.2f}x")
+    print(f"train step vs transformers: default={ratios['default']:.2f}x tuned={ratios['tuned']:.2f}x "
+          f"compiled={ratios['compiled']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
