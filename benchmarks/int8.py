@@ -163,7 +163,7 @@ def model_folder(run: Path) -> Path:
 
 def dataset_of(folder: Path, args) -> tuple[str, str, dict]:
     """(dataset name, root, options) of the run the model folder came from (camvid and --data otherwise)."""
-    from segadapter.evaluation.options import run_data_config
+    from segadapter.modeling.model_folder import run_data_config
 
     data = run_data_config(folder)
     return data.get("dataset") or "camvid", args.data or data.get("root"), data.get("options") or {}

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segadapter.errors import ConfigError
 from segadapter.evaluation.visualize import colorize, overlay, save_prediction
 
 PALETTE = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
@@ -51,7 +52,7 @@ def test_overlay_blends_with_opacity_and_keeps_ignored_pixels():
     assert out[0, 1].tolist() == [75, 75, 139]
     assert out[0, 2].tolist() == [100, 100, 100]  # ignored: the image alone
     assert np.array_equal(overlay(image, label, PALETTE, opacity=0.0), image)
-    with pytest.raises(ValueError, match="opacity"):
+    with pytest.raises(ConfigError, match="opacity must be between 0 and 1"):
         overlay(image, label, PALETTE, opacity=1.5)
 
 

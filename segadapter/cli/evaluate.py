@@ -15,8 +15,10 @@ import torch
 from ..errors import ConfigError
 from ..evaluation.metrics import MIOU_RULES
 from ..modeling.vocabulary import vocabulary_of
-from ..evaluation.options import (add_inference_args, check_backend_options, inference_options, load_model,
-                                  model_preprocessing, resolve_device, resolve_preprocessing, run_data_config)
+from ..inference.load import load_model
+from ..modeling.model_folder import run_data_config
+from ..runtime.device import resolve_device
+from .inference_args import add_inference_args, check_backend_options, inference_options, resolve_preprocessing
 
 
 def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
@@ -66,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         device = init_distributed(device.type).device
     rank = get_rank()
     try:
-        model, folder = load_model(args.ckpt, device)  # compiled below, once its classes are set
+        loaded = load_model(args.ckpt, device)  # compiled below, once its classes are set
+        model, folder = loaded.model, loaded.source
         check_backend_options(model, args)
         data_cfg = run_data_config(folder)
         name = args.dataset or data_cfg.get("dataset")
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         if name is None or (root is None and not data_cfg):  # a run may train on file-less data
             raise ConfigError(f"{folder}: give --data ROOT and --dataset NAME (no training run config to take them from)")
         bench = _benchmark(model, name, args.protocol)
-        record = model_preprocessing(model, folder)
+        record = loaded.record
         if bench is not None:
             record = bench.protocol(record)
         pre = resolve_preprocessing(args, record, fallback_scale=None if bench else data_cfg.get("scale"))

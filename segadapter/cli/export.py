@@ -46,14 +46,14 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..export import METADATA_KEY, check_onnx, export_onnx
-    from ..modeling.factory import from_pretrained
-    from ..inference.preprocess import preprocessing_of
-    from ..modeling.model_folder import resolve_model_dir
+    from ..inference.load import load_model
+    from ..inference.onnx_network import is_onnx_path
 
     _check_int8_args(args)
-    folder = resolve_model_dir(args.checkpoint)
-    model = from_pretrained(folder)
-    pre = preprocessing_of(model, source=str(folder))
+    if is_onnx_path(args.checkpoint):
+        raise ConfigError(f"{args.checkpoint}: already an ONNX graph; export reads a model folder or training run")
+    loaded = load_model(args.checkpoint)
+    model, folder, pre = loaded.model, loaded.source, loaded.record
     size = tuple(args.size) if args.size else pre.resized_size(512, 512)
     if args.int8:
         return _run_int8(args, model, folder, pre, size)
@@ -81,7 +81,7 @@ def _check_int8_args(args) -> None:
 def _run_int8(args, model, folder: Path, pre, size) -> int:
     import tempfile
 
-    from ..evaluation.options import run_data_config
+    from ..modeling.model_folder import run_data_config
     from ..export import METADATA_KEY, check_onnx
     from ..export.calibration import calibration_tensors, describe
     from ..export.int8 import agreement, export_int8, speed

@@ -17,10 +17,12 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from ..modeling.vocabulary import require_vocabulary
-from ..evaluation.options import (add_inference_args, check_backend_options, inference_options, load_model,
-                                  model_preprocessing, read_class_names, resolve_device, resolve_preprocessing)
+from ..inference.load import load_model
+from ..inference.visualize import check_opacity, check_palette, check_png_classes
+from ..runtime.device import resolve_device
+from .inference_args import (add_inference_args, check_backend_options, inference_options, read_class_names,
+                             resolve_preprocessing)
 
-MAX_PNG_CLASSES = 65535  # class-id PNGs: 8-bit up to 255 classes (255 = ignore), else 16-bit (65535 = ignore)
 
 
 def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
@@ -62,30 +64,27 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..inference import Inferencer
 
-    if not 0.0 <= args.opacity <= 1.0:
-        raise ConfigError(f"--opacity must be between 0 and 1, got {args.opacity}")
+    check_opacity(args.opacity, "--opacity")  # every check before any work
     classes = read_class_names(args.classes, args.classes_file)
     flag = "--classes-file" if args.classes_file is not None else "--classes"
-    if classes is not None and len(classes) > MAX_PNG_CLASSES:
-        raise ConfigError(f"{flag}: {len(classes)} class names, but 16-bit class-id PNGs hold ids "
-                          f"0-{MAX_PNG_CLASSES - 1} (65535 = ignore); name at most {MAX_PNG_CLASSES}")
+    if classes is not None:
+        check_png_classes(len(classes), flag)
     device = resolve_device(args.device)
     images = _collect_inputs(args.inputs)
     out_dir = Path(args.out)
     _check_outputs(images, out_dir, args.overlay_format)
-    model, folder = load_model(args.ckpt, device, compile=False)
+    loaded = load_model(args.ckpt, device)
+    model = loaded.model
     check_backend_options(model, args)
     if classes is not None:
         # a fixed-class model, or a SAN without CLIP weights: one line, before any work
         classes = require_vocabulary(model, flag).require(classes, flag)
-    pre = resolve_preprocessing(args, model_preprocessing(model, folder))
+    pre = resolve_preprocessing(args, loaded.record)
     options = inference_options(args, pre, model, device)
     palette = _palette(args.palette, len(classes) if classes else model.num_classes,
                        f"{flag} names" if classes else "the model predicts")
-    if palette is None and classes is None and pre.palette is not None and len(pre.palette) < model.num_classes:
-        where = folder if folder.is_file() else folder / "config.json"  # an .onnx file carries its record
-        raise ConfigError(f"{where} palette has {len(pre.palette)} colours but the model predicts "
-                          f"{model.num_classes} classes")
+    if palette is None and classes is None and pre.palette is not None:
+        check_palette(pre.palette, model.num_classes, f"{loaded.config_file} palette")
     inferencer = Inferencer(model, device=device, amp=options["amp_dtype"], preprocessing=pre,
                             scales=options["scales"], classes=classes, palette=palette,
                             batch_size=args.batch_size, workers=args.workers, compile=args.compile)
@@ -137,8 +136,4 @@ def _palette(name: str | None, num_classes: int, who: str = "the model predicts"
 
     if name is None:
         return None  # the model's recorded palette, else a generated one
-    palette = get_palette(name)
-    if len(palette) < num_classes:
-        hint = "; leave out --palette (colours are then generated)" if who != "the model predicts" else ""
-        raise ConfigError(f"--palette {name} has {len(palette)} colours but {who} {num_classes} classes{hint}")
-    return palette
+    return check_palette(get_palette(name), num_classes, f"--palette {name}", who)

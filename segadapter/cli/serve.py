@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..evaluation.options import resolve_device
+from ..runtime.device import resolve_device
 from ..runtime.wrappers import bare_model
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

@@ -25,10 +25,12 @@ from torch import nn
 from ..errors import ConfigError, SegAdapterError
 from ..modeling.vocabulary import require_vocabulary, vocabulary_of
 from ..runtime.wrappers import bare_model
-from .onnx_network import OnnxNetwork, check_torch_only_options, is_onnx_path, load_onnx_network, network_precision
-from .preprocess import Preprocessing, preprocessing_of
+from .load import load_model
+from .onnx_network import check_torch_only_options, is_onnx_path, network_precision
+from .preprocess import Preprocessing
 from .runner import BatchRunner
 from .sources import Source, collect
+from .visualize import check_opacity, check_palette, check_png_classes
 from .writer import PredictionWriter
 
 
@@ -71,29 +73,17 @@ class Inferencer:
                  compile: bool = False):
         from ..runtime.device import resolve_device
 
-        if is_onnx_path(model):  # an exported graph: ONNX Runtime on the CPU, no torch model
-            model = load_onnx_network(model)
-            device = "cpu" if device is None else device
+        if is_onnx_path(model) and device is None:
+            device = "cpu"  # an exported graph: ONNX Runtime on the CPU, no torch model
+        loaded = load_model(model)  # a model, a model / run folder, a hub id or an .onnx file
+        model = loaded.model
         check_torch_only_options(model, amp, compile)
         self.device = resolve_device(None if device is None else str(device))
         self.precision = network_precision(model, amp, self.device)
         self.amp_dtype = self.precision.dtype
-        if isinstance(model, OnnxNetwork):
-            record = preprocessing_of(model, source=str(model.path))
-        elif isinstance(model, (str, os.PathLike)):
-            from ..modeling import hub
-            from ..modeling.factory import from_pretrained
-
-            folder = hub.resolve_model_dir(model)
-            model = from_pretrained(folder)
-            record = preprocessing_of(model, source=str(folder))
-        elif isinstance(model, nn.Module):
-            record = preprocessing_of(model)
-        else:
-            raise ConfigError(f"Inferencer needs a model or a model folder, got {type(model).__name__}")
         if isinstance(preprocessing, dict):
             preprocessing = Preprocessing.from_dict(preprocessing)
-        self.preprocessing = preprocessing if preprocessing is not None else record
+        self.preprocessing = preprocessing if preprocessing is not None else loaded.record
         self.model = model.to(self.device).eval()
         self.net = self.model
         if compile:
@@ -153,9 +143,7 @@ class Inferencer:
             and list(self.preprocessing.classes) != self.classes
         for palette, what in ((self._palette_override, "palette"), (None if renamed else recorded, "the recorded palette")):
             if palette is not None:
-                if len(palette) < k:
-                    raise ConfigError(f"{what} has {len(palette)} colours but the model predicts {k} classes")
-                return [tuple(int(v) for v in c) for c in palette[:k]]
+                return check_palette(palette, k, what)
         return generated_palette(min(k, 256)) + [(255, 255, 255)] * max(0, k - 256)
 
     # ------------------------------------------------------------------ running
@@ -172,7 +160,7 @@ class Inferencer:
              classes: Sequence[str] | None = None, keep_image: bool = False) -> Iterator[Prediction]:
         """Like calling, but yields predictions one by one as they are ready (for long folders)."""
         sources = inputs if _is_sources(inputs) else collect(inputs)[0]
-        _check_opacity(opacity)
+        check_opacity(opacity)
         if classes is not None:
             self.set_classes(classes)
         for item, result in self._run(sources, scores):
@@ -200,11 +188,10 @@ class Inferencer:
         from tqdm import tqdm
 
         sources = inputs if _is_sources(inputs) else collect(inputs)[0]
-        _check_opacity(opacity)
+        check_opacity(opacity)
         if classes is not None:
             self.set_classes(classes)
-        if self.num_classes > 65535:
-            raise ConfigError(f"16-bit class-id PNGs hold ids 0-65534; this model predicts {self.num_classes} classes")
+        check_png_classes(self.num_classes, "classes")
         run = self.runner
         with PredictionWriter(out_dir, self.palette, opacity=opacity, overlay=overlay, overlay_format=overlay_format,
                               workers=run.workers, max_pending=2 * run.batch_size, turns=run.turns) as writer:
@@ -235,9 +222,4 @@ class Inferencer:
 
 def _is_sources(x: Any) -> bool:
     return isinstance(x, list) and bool(x) and all(isinstance(s, Source) for s in x)
-
-
-def _check_opacity(opacity: float) -> None:
-    if not 0.0 <= float(opacity) <= 1.0:
-        raise ConfigError(f"opacity must be between 0 and 1, got {opacity}")
 

@@ -9,9 +9,33 @@ import numpy as np
 from PIL import Image
 
 from ..data.metainfo import generated_palette
+from ..errors import ConfigError
 from ..utils.io import atomic_path
 
 Palette = Sequence[Sequence[int]]
+
+
+def check_opacity(opacity: float, what: str = "opacity") -> float:
+    """The overlay colour weight, refused in one ConfigError outside [0, 1]."""
+    if not 0.0 <= float(opacity) <= 1.0:
+        raise ConfigError(f"{what} must be between 0 and 1, got {opacity}")
+    return float(opacity)
+
+
+def check_png_classes(num_classes: int, who: str) -> None:
+    """Class-id PNGs hold ids 0-65534 (8-bit up to 255 classes, 255 = ignore; else 16-bit, 65535 =
+    ignore): one ConfigError beyond. `who`: what gives the classes, for the message."""
+    if num_classes > WIDE_IGNORE:
+        raise ConfigError(f"{who}: {num_classes} class names, but 16-bit class-id PNGs hold ids "
+                          f"0-{WIDE_IGNORE - 1} ({WIDE_IGNORE} = ignore); name at most {WIDE_IGNORE}")
+
+
+def check_palette(palette: Palette, num_classes: int, what: str, who: str = "the model predicts") -> list:
+    """`palette`'s first `num_classes` colours as RGB tuples; one ConfigError naming `what` when it
+    has fewer colours than classes (`who`: what gives the classes)."""
+    if len(palette) < num_classes:
+        raise ConfigError(f"{what} has {len(palette)} colours but {who} {num_classes} classes")
+    return [tuple(int(v) for v in c) for c in palette[:num_classes]]
 
 
 def colorize(
@@ -32,8 +56,7 @@ def overlay(
     image: np.ndarray, label: np.ndarray, palette: Palette, opacity: float = 0.5, ignore_index: int = 255
 ) -> np.ndarray:
     """Blend the colourised label over an RGB uint8 image; ignored pixels show the image alone."""
-    if not 0.0 <= opacity <= 1.0:
-        raise ValueError(f"opacity must be in [0, 1], got {opacity}")
+    check_opacity(opacity)
     image, label = np.asarray(image), np.asarray(label)
     if image.shape[:2] != label.shape:
         raise ValueError(f"image size {image.shape[:2]} != label size {label.shape}")

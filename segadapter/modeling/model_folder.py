@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -90,3 +91,15 @@ def read_weights(path: Path) -> dict:
         return load_file(str(path))
     except Exception as e:  # safetensors raises several types for corrupt files
         raise CheckpointError(f"{path}: cannot read safetensors weights ({e})") from None
+
+
+def run_data_config(model_dir: Path) -> dict:
+    """The `data` section of the training run a checkpoint folder belongs to (RUN/checkpoints/X),
+    which `eval` and `export --int8` read their data from; {} for any other folder or file."""
+    config = model_dir.parent.parent / "config.yaml"
+    if model_dir.parent.name != "checkpoints" or not config.is_file():
+        return {}
+    try:
+        return (yaml.safe_load(config.read_text()) or {}).get("data") or {}
+    except yaml.YAMLError:
+        return {}

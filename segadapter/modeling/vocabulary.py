@@ -15,6 +15,7 @@ the prompt templates, a tokenizer and a cache of embeddings, written into the he
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Protocol, Sequence
 
 import torch
@@ -30,6 +31,21 @@ BRING_CLIP = ("CLIP weights (OpenAI's ViT-B-16.pt, an open_clip checkpoint, or a
               "passed as clip=PATH")
 BRING_VOCAB = ("CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz from OpenAI's clip or open_clip, or a "
                "Hugging Face CLIP folder with vocab.json + merges.txt), passed as vocab=PATH")
+
+
+def parse_class_names(text: str, where: str = "class names") -> list[str]:
+    """A comma-separated list of class names (as `predict --classes` and the web demo take them; a
+    line break separates names too, with or without a comma before it) -> the names, checked
+    (`check_names`); one ConfigError for an empty list or an empty entry (two commas in a row, a
+    leading or trailing comma)."""
+    parts = [p.strip() for p in re.split(r"\s*,?\s*\n\s*|,", text.strip())]
+    if not any(parts):
+        raise ConfigError(f"{where}: no class names given (e.g. \"sky,road,car\")")
+    for i, p in enumerate(parts, 1):
+        if not p:
+            raise ConfigError(f"{where} {text!r}: name #{i} is empty (two commas in a row, or a "
+                              "leading/trailing comma?)")
+    return check_names(parts, where)
 
 
 def check_names(names: Sequence[str], where: str = "class names", at: Sequence[str] | None = None) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import SegAdapterError
+from ..modeling.vocabulary import parse_class_names
 from ..runtime.wrappers import bare_model
 from .legend import CSS, legend_html, legend_rows
 from .uploads import Limits, read_upload
@@ -144,7 +145,7 @@ class Backend:
     def _set_classes(self, text: str | None) -> None:
         if not self.open_vocabulary:
             return
-        names = [n.strip() for n in (text or "").replace("\n", ",").split(",") if n.strip()]
+        names = parse_class_names(text, "class names") if (text or "").strip() else None  # predict's rule
         self.inferencer.set_classes(names or self.default_classes)
 
     def _request_dir(self) -> Path:

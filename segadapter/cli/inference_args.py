@@ -1,6 +1,6 @@
-"""What `eval` and `predict` share: the inference options on the command line (defaulting to the
-model's preprocessing record), the device and autocast choice, and loading the model named by the
-user's CKPT argument."""
+"""The inference options `eval` and `predict` share on the command line (defaulting to the model's
+preprocessing record), and the class names `predict --classes` / `--classes-file` give. Loading the
+model they name is `inference.load.load_model`."""
 from __future__ import annotations
 
 import argparse
@@ -10,12 +10,12 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..runtime.amp import AMP_CHOICES
 from ..errors import ConfigError
-from ..modeling.vocabulary import check_names
-from ..inference.onnx_network import check_torch_only_options, is_onnx_path, load_onnx_network, network_precision
-from ..inference.preprocess import Preprocessing, preprocessing_of
-from .inference import MODES, check_inference_args
+from ..inference.onnx_network import check_torch_only_options, network_precision
+from ..inference.preprocess import Preprocessing
+from ..inference.segment import MODES, check_inference_args
+from ..modeling.vocabulary import check_names, parse_class_names
+from ..runtime.amp import AMP_CHOICES
 
 
 def add_inference_args(p: argparse.ArgumentParser) -> None:
@@ -78,28 +78,6 @@ def inference_options(args: argparse.Namespace, pre: Preprocessing, model: nn.Mo
     return {**pre.inference_kwargs(), "scales": tuple(args.scales), "amp_dtype": precision.dtype}
 
 
-def load_model(ckpt: str, device: torch.device, compile: bool = False) -> tuple[nn.Module, Path]:
-    """CKPT (model folder, training run folder, or an `.onnx` file from `segadapter export`) ->
-    (model in eval mode on `device`, its folder or file); with `compile`, wrapped by
-    `segadapter.utils.compile.compile_for_inference`. An `.onnx` file gives an `OnnxNetwork`: ONNX
-    Runtime runs it where the torch model would run, on the CPU. The model's preprocessing record:
-    `model_preprocessing(model, folder)`."""
-    if is_onnx_path(ckpt):
-        network = load_onnx_network(ckpt)
-        check_torch_only_options(network, compile=compile, what="--compile")
-        return network, network.path
-    from ..modeling import hub  # deferred: keeps `segadapter --help` fast
-    from ..modeling.factory import from_pretrained
-
-    folder = hub.resolve_model_dir(ckpt)
-    model = from_pretrained(folder).to(device).eval()
-    if compile:
-        from ..utils.compile import compile_for_inference
-
-        model = compile_for_inference(model, device)
-    return model, folder
-
-
 def check_backend_options(model: nn.Module, args: argparse.Namespace) -> None:
     """--amp / --compile only apply to PyTorch models: one ConfigError for an ONNX file."""
     asked = [flag for flag, on in (("--amp " + str(args.amp), args.amp not in ("none", "auto")),
@@ -108,32 +86,12 @@ def check_backend_options(model: nn.Module, args: argparse.Namespace) -> None:
         check_torch_only_options(model, args.amp, args.compile, " and ".join(asked))
 
 
-def run_data_config(model_dir: Path) -> dict:
-    """The `data` section of the training run a checkpoint folder belongs to (RUN/checkpoints/X);
-    {} for any other folder or file."""
-    import yaml
-
-    config = model_dir.parent.parent / "config.yaml"
-    if model_dir.parent.name != "checkpoints" or not config.is_file():
-        return {}
-    try:
-        return (yaml.safe_load(config.read_text()) or {}).get("data") or {}
-    except yaml.YAMLError:
-        return {}
-
-
-def model_preprocessing(model: nn.Module, folder: Path) -> Preprocessing:
-    """The record in the model's config.json (a folder without one is said once)."""
-    return preprocessing_of(model, source=str(folder))  # a compiled model is looked through
-
-
 # -- class names for open-vocabulary models (predict --classes / --classes-file, eval zero-shot) --
 
 def read_class_names(names: str | None = None, file: str | None = None) -> list[str] | None:
     """`--classes "a,b,c"` or `--classes-file FILE` (one name a line; blank lines and lines
-    starting with # skipped; names may hold commas) -> the names, checked: ConfigError naming the
-    problem for an empty list, an empty, duplicate (case-insensitive) or over-long name
-    (`check_names`, the one check of class names)."""
+    starting with # skipped; names may hold commas) -> the names, checked by `check_names` (the one
+    check of class names; `parse_class_names` for the comma-separated list)."""
     if names is not None and file is not None:
         raise ConfigError("--classes and --classes-file both name the classes; give one")
     if names is None and file is None:
@@ -152,18 +110,5 @@ def read_class_names(names: str | None = None, file: str | None = None) -> list[
         if not entries:
             raise ConfigError(f"{where}: no class names in it (one name a line; # comments and blank "
                               "lines are skipped)")
-    else:
-        where = "--classes"
-        parts = [p.strip() for p in names.split(",")]
-        if not any(parts):
-            raise ConfigError("--classes: no class names given (e.g. --classes \"sky,road,car\")")
-        for i, p in enumerate(parts, 1):
-            if not p:
-                raise ConfigError(f"--classes {names!r}: name #{i} is empty (two commas in a row, or a "
-                                  "leading/trailing comma?)")
-        entries = [(f"name #{i}", p) for i, p in enumerate(parts, 1)]
-    return check_names([name for _, name in entries], where, [at for at, _ in entries])
-
-
-# the device lives below evaluation/ (runtime/); its name stays importable from here for the commands
-from ..runtime.device import resolve_device  # noqa: E402,F401
+        return check_names([name for _, name in entries], where, [at for at, _ in entries])
+    return parse_class_names(names, "--classes")
