@@ -66,7 +66,8 @@ def _expected(model_dir, root):
 
 
 def test_json_matches_independent_computation(capsys, camvid_model, fake_camvid):
-    code, out, err = _eval(capsys, camvid_model, "--data", fake_camvid, "--dataset", "camvid", "--json")
+    # fp32, as the independent computation (the default amp auto is bf16 on CPUs with bf16 units)
+    code, out, err = _eval(capsys, camvid_model, "--data", fake_camvid, "--dataset", "camvid", "--json", "--amp", "none")
     assert code == 0, err
     result = json.loads(out)
     miou, aacc, pixels = _expected(camvid_model, fake_camvid)
@@ -114,7 +115,8 @@ def test_real_camvid_val_frames(capsys, camvid_model, tmp_path):
     for f in sorted((CAMVID / "val").glob("*.png"))[:2]:
         shutil.copy(f, root / "val" / f.name)
         shutil.copy(CAMVID / "valannot" / f.name, root / "valannot" / f.name)
-    code = main(["eval", str(camvid_model), "--data", str(root), "--dataset", "camvid", "--json", "--no-progress"])
+    code = main(["eval", str(camvid_model), "--data", str(root), "--dataset", "camvid", "--json", "--no-progress",
+                 "--amp", "none"])  # fp32, as the independent computation
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads(out)

@@ -52,7 +52,7 @@ def reference(model, image, pre=PRE):
 
 
 def test_every_input_kind_gives_the_reference_labels(model_dir, images, tmp_path):
-    inf = Inferencer(model_dir, device="cpu")
+    inf = Inferencer(model_dir, device="cpu", amp="none")
     image = images[0]
     ref = reference(inf.model, image).argmax(0).numpy()
     Image.fromarray(image).save(tmp_path / "x.png")
@@ -81,8 +81,8 @@ def test_every_input_kind_gives_the_reference_labels(model_dir, images, tmp_path
 
 
 def test_batches_equal_one_by_one_and_outputs_keep_each_size(model_dir, images):
-    one = Inferencer(model_dir, device="cpu", batch_size=1)(images, scores=True)
-    many = Inferencer(model_dir, device="cpu", batch_size=3, workers=3)(images, scores=True)
+    one = Inferencer(model_dir, device="cpu", amp="none", batch_size=1)(images, scores=True)
+    many = Inferencer(model_dir, device="cpu", amp="none", batch_size=3, workers=3)(images, scores=True)
     for image, a, b in zip(images, one, many):
         assert a.label.shape == b.label.shape == image.shape[:2]
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
@@ -90,7 +90,7 @@ def test_batches_equal_one_by_one_and_outputs_keep_each_size(model_dir, images):
 
 
 def test_scores_overlay_and_shares(model_dir, images):
-    inf = Inferencer(model_dir, device="cpu")
+    inf = Inferencer(model_dir, device="cpu", amp="none")
     pred = inf(images[3], scores=True, overlay=True, opacity=0.7)
     ref = reference(inf.model, images[3]).softmax(0).numpy()
     np.testing.assert_allclose(pred.scores, ref, atol=1e-5)
@@ -103,10 +103,10 @@ def test_scores_overlay_and_shares(model_dir, images):
 
 
 def test_own_size_override_and_slide_mode(model_dir, images):
-    inf = Inferencer(model_dir, device="cpu", preprocessing=PRE.replace(scale=None))
+    inf = Inferencer(model_dir, device="cpu", amp="none", preprocessing=PRE.replace(scale=None))
     ref = reference(inf.model, images[0], Preprocessing()).argmax(0).numpy()
     assert np.array_equal(inf(images[0]).label, ref)
-    slide = Inferencer(model_dir, device="cpu", preprocessing=PRE.replace(mode="slide", crop_size=(32, 32)))
+    slide = Inferencer(model_dir, device="cpu", amp="none", preprocessing=PRE.replace(mode="slide", crop_size=(32, 32)))
     x = PRE(images[0])
     ref = inference(slide.model, x, mode="slide", crop_size=(32, 32), out_size=images[0].shape[:2]).argmax(0)
     assert np.array_equal(slide(images[0]).label, ref.numpy())
@@ -115,7 +115,7 @@ def test_own_size_override_and_slide_mode(model_dir, images):
 def test_open_vocabulary_classes_reach_the_model():
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
-    inf = Inferencer(ColourVocabulary(), device="cpu")
+    inf = Inferencer(ColourVocabulary(), device="cpu", amp="none")
     names = ["white", "black", "yellow", "blue"]
     pred = inf(image, classes=names, overlay=True)
     assert pred.classes == names and inf.model.num_classes == 4
@@ -126,7 +126,7 @@ def test_open_vocabulary_classes_reach_the_model():
 
 
 def test_bad_inputs_raise_errors_naming_them(model_dir, tmp_path):
-    inf = Inferencer(model_dir, device="cpu")
+    inf = Inferencer(model_dir, device="cpu", amp="none")
     good = np.zeros((20, 20, 3), np.uint8)
     Image.fromarray(good).save(tmp_path / "ok.png")
     data = (tmp_path / "ok.png").read_bytes()
@@ -155,7 +155,7 @@ def test_bad_inputs_raise_errors_naming_them(model_dir, tmp_path):
 
 
 def test_save_is_all_or_nothing(model_dir, images, tmp_path):
-    inf = Inferencer(model_dir, device="cpu")
+    inf = Inferencer(model_dir, device="cpu", amp="none")
     out = tmp_path / "out"
     written = inf.save(images[:2], out)
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in written) == [
@@ -176,7 +176,7 @@ def test_cli_predict_equals_python_api(model_dir, images, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     # the same batch size as the command: on some CPUs the conv kernels differ by batch size, and a
     # random model's near-tied classes then flip a pixel or two
-    preds = Inferencer(model_dir, device="cpu", batch_size=2)(src, overlay=True, opacity=0.6)
+    preds = Inferencer(model_dir, device="cpu", amp="none", batch_size=2)(src, overlay=True, opacity=0.6)
     for pred, image in zip(preds, images):
         label = np.asarray(Image.open(tmp_path / "out" / f"{pred.name}.png"))
         assert label.shape == image.shape[:2]
@@ -243,7 +243,7 @@ def test_real_camvid_frames_in_one_batch(model_dir, tmp_path):
     frames = sorted((camvid_root() / "val").glob("*.png"))[:3]
     for f in frames:
         shutil.copy(f, tmp_path / f.name)
-    inf = Inferencer(model_dir, device="cpu", batch_size=3)
+    inf = Inferencer(model_dir, device="cpu", amp="none", batch_size=3)
     preds = inf(tmp_path)
     for f, pred in zip(frames, preds):
         image = np.asarray(Image.open(f).convert("RGB"))
@@ -257,6 +257,6 @@ def test_cli_predict_jpeg_overlays(model_dir, images, tmp_path, capsys):
                  "--overlay-format", "jpg"])
     assert code == 0, capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.png", "a_overlay.jpg"]
-    expected = Inferencer(model_dir, device="cpu")(images[0], overlay=True).overlay
+    expected = Inferencer(model_dir, device="cpu", amp="none")(images[0], overlay=True).overlay
     shown = np.asarray(Image.open(tmp_path / "o" / "a_overlay.jpg")).astype(int)
     assert shown.shape == expected.shape and np.abs(shown - expected).mean() < 8  # JPEG: close, not equal

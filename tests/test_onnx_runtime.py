@@ -69,7 +69,7 @@ def test_eager_and_onnx_inferencers_agree(tiny, mini, pre):
     """The same Inferencer code on the torch model and on its graph: same scores, same labels."""
     _, folder, path = tiny
     frames = _frames(mini)
-    eager = Inferencer(folder, device="cpu", preprocessing=pre)(frames, scores=True)
+    eager = Inferencer(folder, device="cpu", amp="none", preprocessing=pre)(frames, scores=True)  # fp32, as the graph
     graph = Inferencer(path, preprocessing=pre)(frames, scores=True)
     assert isinstance(Inferencer(path).model, OnnxNetwork)
     for a, b in zip(eager, graph):
@@ -93,7 +93,7 @@ def test_a_mask_heads_output_space_travels_in_the_metadata(tmp_path):
     assert net.decode_head.output_space == MMSEG_MASK_SCORES and net.num_classes == 4
     image = np.random.default_rng(0).integers(0, 256, (70, 90, 3), dtype=np.uint8)
     pre = segadapter.Preprocessing()  # one pass: its probabilities depend on the output space
-    a = Inferencer(model, device="cpu", preprocessing=pre)(image, scores=True)
+    a = Inferencer(model, device="cpu", amp="none", preprocessing=pre)(image, scores=True)  # fp32, as the graph
     b = Inferencer(path, preprocessing=pre)(image, scores=True)
     assert len(np.unique(a.label)) > 1
     assert np.abs(a.scores - b.scores).max() < 1e-4 and np.array_equal(a.label, b.label)
@@ -104,7 +104,7 @@ def test_predict_on_the_onnx_file_writes_what_the_folder_writes(tiny, mini, tmp_
     _, folder, path = tiny
     for name, ckpt in (("folder", folder), ("onnx", path)):
         code = main(["predict", str(ckpt), str(mini / "val"), "--out", str(tmp_path / name), "--no-progress",
-                     "--workers", "0"])
+                     "--workers", "0", "--amp", "none"])  # the torch model in fp32, as the graph
         assert code == 0, capsys.readouterr().err
     names = sorted(p.name for p in (tmp_path / "folder").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "onnx").iterdir()) and len(names) == 6
@@ -121,7 +121,7 @@ def test_eval_on_the_onnx_file_scores_as_the_folder(tiny, mini, capsys):
     results = []
     for ckpt in (folder, path):
         code = main(["eval", str(ckpt), "--data", str(mini), "--dataset", "camvid", "--json", "--no-progress",
-                     "--workers", "0"])
+                     "--workers", "0", "--amp", "none"])  # the torch model in fp32, as the graph
         out, err = capsys.readouterr()
         assert code == 0, err
         results.append(json.loads(out))
