@@ -176,7 +176,7 @@ def test_cli_predict_equals_python_api(model_dir, images, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     # the same batch size as the command: on some CPUs the conv kernels differ by batch size, and a
     # random model's near-tied classes then flip a pixel or two
-    preds = Inferencer(model_dir, device="cpu", amp="none", batch_size=2)(src, overlay=True, opacity=0.6)
+    preds = Inferencer(model_dir, device="cpu", batch_size=2)(src, overlay=True, opacity=0.6)  # both amp auto
     for pred, image in zip(preds, images):
         label = np.asarray(Image.open(tmp_path / "out" / f"{pred.name}.png"))
         assert label.shape == image.shape[:2]
@@ -184,7 +184,7 @@ def test_cli_predict_equals_python_api(model_dir, images, tmp_path, capsys):
         assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"{pred.name}_overlay.png")), pred.overlay)
     # --scale overrides the record; here it changes the answer, so the record was really used above
     code = main(["predict", str(model_dir), str(src / "f0.png"), "--out", str(tmp_path / "s"), "--no-progress",
-                 "--scale", "90", "60"])
+                 "--scale", "90", "60", "--amp", "none"])  # fp32, as the reference
     assert code == 0
     own = np.asarray(Image.open(tmp_path / "s" / "f0.png"))
     big = reference(segadapter.from_pretrained(model_dir), images[0], Preprocessing(scale=(90, 60)))
@@ -196,7 +196,8 @@ def test_cli_predict_says_once_when_a_folder_has_no_record(images, tmp_path, cap
     old = tmp_path / "old"
     tiny_model().save_pretrained(old)
     Image.fromarray(images[0]).save(tmp_path / "a.png")
-    code = main(["predict", str(old), str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--no-progress"])
+    code = main(["predict", str(old), str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--no-progress",
+                 "--amp", "none"])  # fp32, as the reference
     err = capsys.readouterr().err
     assert code == 0 and err.count("no preprocessing record") == 1 and "note:" in err
     label = np.asarray(Image.open(tmp_path / "o" / "a.png"))
