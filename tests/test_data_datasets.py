@@ -143,11 +143,13 @@ def test_folder_dataset_and_generated_palette(tmp_path):
     assert Path(ds[1]["path"]).name == "b.jpg"
 
 
-def test_folder_palette_file_and_class_list(tmp_path):
+def test_folder_palette_file_and_class_list(tmp_path, monkeypatch):
     root = _folder(tmp_path)
     (root / "palette.txt").write_text("0 0 0\n#ff0000\n1,2,3\n")
     ds = build_dataset("folder", root, "train", classes=["x", "y", "z"])
     assert ds.classes == ["x", "y", "z"] and ds.palette == [(0, 0, 0), (255, 0, 0), (1, 2, 3)]
+    monkeypatch.chdir(root.parent)  # a relative root finds its palette.txt too (was read from root/root/)
+    assert build_dataset("folder", Path(root.name), "train", classes=["x", "y", "z"]).palette == ds.palette
 
 
 def test_folder_missing_mask_names_image(tmp_path):

@@ -92,7 +92,7 @@ class FolderDataset(FilePairDataset):
         else:
             names = [str(c) for c in classes]
         if palette is None and (root / "palette.txt").is_file():
-            palette = root / "palette.txt"
+            palette = "palette.txt"  # relative to root, as a given name is
         if isinstance(palette, (str, Path)):
             colours = read_palette(root / palette, len(names))
         else:
