@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -15,18 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from headless_chromium import MISSING, start_chromium
+
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(CHROMIUM is None or DRIVER is None, reason="chromium / chromedriver not installed")
+
+pytestmark = pytest.mark.skipif(MISSING, reason="chromium / chromedriver not installed")
 pytest.importorskip("mkdocs")
 pytest.importorskip("material")
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-dev-shm-usage", "--window-size=1280,900"]
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +42,7 @@ def site_url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    os.environ.setdefault("SE_OFFLINE", "true")  # selenium must not look for drivers online
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    driver = start_chromium()
     yield driver
     driver.quit()
 

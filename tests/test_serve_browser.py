@@ -22,14 +22,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from headless_chromium import MISSING, start_chromium
 from inference_helpers import ROOT, camvid_root, save_tiny
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
 CAMVID = camvid_root()
+
 pytestmark = [
     pytest.mark.skipif(CAMVID is None, reason="CamVid not available (../shared absent)"),
-    pytest.mark.skipif(CHROMIUM is None or DRIVER is None, reason="chromium / chromedriver not installed"),
+    pytest.mark.skipif(MISSING, reason="chromium / chromedriver not installed"),
 ]
 webdriver = pytest.importorskip("selenium.webdriver")
 pytest.importorskip("gradio")
@@ -37,9 +37,6 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-         "--window-size=1400,1050"]
 
 
 def _free_port() -> int:
@@ -97,16 +94,7 @@ def server(model_dir, frames, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    os.environ.setdefault("SE_OFFLINE", "true")  # selenium must not look for drivers online
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    driver = start_chromium(performance_log=True)
     yield driver
     driver.quit()
 
