@@ -30,6 +30,7 @@ def environment(device: str | None = None) -> dict[str, object]:
 
     dev = resolve_device(device)
     precision = choose_precision("auto", dev)
+    missing = compiler_missing(dev)
     tuned = os.environ.get(ENV_SWITCH, "1").strip().lower() not in {"0", "false", "no", "off"}
     return {
         "segadapter": _version(),
@@ -47,8 +48,7 @@ def environment(device: str | None = None) -> dict[str, object]:
         "device": str(dev),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available",
         "amp_auto": precision.describe(),
-        "compile": f"available ({cxx_compiler() or 'Triton'})" if compiler_missing(dev) is None
-                   else f"unavailable: {compiler_missing(dev)}",
+        "compile": f"available ({cxx_compiler() or 'Triton'})" if missing is None else f"unavailable: {missing}",
     }
 
 

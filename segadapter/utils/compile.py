@@ -30,9 +30,9 @@ def compile_for_inference(model: nn.Module, device: torch.device | str = "cpu") 
     """`model` compiled for inference (use under `torch.inference_mode()` / `no_grad()`, in eval
     mode). Switches on inductor's weight freezing for this process: compiled graphs that record
     no gradients read the weights once, at compile time - recompile after changing them."""
-    if torch.device(device).type == "cpu" and cxx_compiler() is None:
-        raise ConfigError("--compile on CPU needs a C++ compiler (g++ or clang++; or set CXX); "
-                          "install one or run without --compile")
+    missing = compiler_missing(device)
+    if missing is not None:
+        raise ConfigError(f"--compile needs a compiler here: {missing}; install one or run without --compile")
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True
