@@ -25,11 +25,14 @@ targets.
     python benchmarks/int8.py --runs work_dirs/a work_dirs/b           # existing run (or model) folders
     python benchmarks/int8.py --models segformer-b0 --iters 200        # a quick look: a short schedule
     python benchmarks/int8.py --quick ...                              # tiny schedule, few rounds (a smoke run)
+    python benchmarks/int8.py --plot-only --plot-dir docs/benchmarks/img   # redraw the plot from --out's results.json
 
 Models are trained with benchmarks/camvid_study.py's recipe (`train_one`, the `*_camvid-cpu`
 configs) into `--train-out` (runs with a result.json are reused). Results: JSON per model, all of
 it in results.json, and table.md under `--out` (benchmarks/results/int8/); the .onnx files go to
-`--work` (work_dirs/int8_benchmark/).
+`--work` (work_dirs/int8_benchmark/). Beside them (or in `--plot-dir`), int8-speed.png: every path's
+speed relative to ORT fp32 per model, latency and throughput, with the int8 ceiling; `--plot-only`
+redraws it from an existing results.json, measuring nothing.
 """
 from __future__ import annotations
 
@@ -438,6 +441,60 @@ def table(results: dict, settings: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- main
+PLOT_FILE = "int8-speed.png"
+PATH_COLORS = {"torch-fp32": "#9ecae1", "torch-bf16": "#4292c6", "torch-bf16-compile": "#08519c",
+               "ort-fp32": "#fdae6b", "ort-int8": "#e6550d", "ort-int8-all": "#a63603"}  # torch blue, ORT orange
+
+
+def describe_machine(m: dict) -> str:
+    isa = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in m["isa"].items())
+    return (f"{m['cpu']}, {m['cores']} cores ({m['threads']} threads); {isa}; torch {m['torch']}, "
+            f"onnxruntime {m['onnxruntime']}; {m['date']}")
+
+
+def plot(results: dict, plot_dir: Path) -> dict:
+    """int8-speed.png in plot_dir: each path's speed relative to ORT fp32 (its time / the path's),
+    latency and throughput, per model, the int8 ceiling marked; {path: figure}."""
+    import plots
+
+    settings, models = results["settings"], results["models"]
+    paths = [p for p in PATHS if any("latency" in row["speed"].get(p, {}) for row in models.values())]
+    fig, axes = plots.figure(8, 7, 2, 1)
+    for ax, role in zip(axes, ("latency", "throughput")):
+        series = {}
+        for path in paths:
+            series[path] = []
+            for row in models.values():
+                ort, this = row["speed"].get("ort-fp32", {}).get(role), row["speed"].get(path, {}).get(role)
+                series[path].append(ort["median_ms"] / this["median_ms"] if ort and this else None)
+        batches = {row["speed"][p][role]["batch"] for row in models.values() for p in paths
+                   if role in row["speed"].get(p, {})}
+        groups = []
+        for name, row in models.items():
+            b = {row["speed"][p][role]["batch"] for p in paths if role in row["speed"].get(p, {})}
+            groups.append(name + (f"\n(batch {', '.join(map(str, sorted(b)))})" if len(batches) > 1 else ""))
+        # no values on the bars: 24 of them, and the table above the plot has every number
+        drawn = plots.grouped_bars(ax, groups, series, "x ORT fp32 (higher: faster)", reference=1.0,
+                                   colors=PATH_COLORS, legend=role == "latency")
+        if "ort-int8" in drawn:  # the most any int8 graph could gain over ORT fp32 (ORT's profiler)
+            w = 0.6 * plots.bar_width(len(series))
+            ceilings = [(x, row["int8_ceiling"]["speedup"]) for (x, _), row in zip(drawn["ort-int8"], models.values())
+                        if row.get("int8_ceiling")]
+            ax.hlines([c for _, c in ceilings], [x - w for x, _ in ceilings], [x + w for x, _ in ceilings],
+                      color="black", linewidth=2, zorder=4, gid="int8 ceiling", label="int8 ceiling")
+        size = f"{settings['size'][1]}x{settings['size'][0]}"
+        batch = settings["batch"][0 if role == "latency" else 1]  # the one asked for; less where it did not fit
+        ax.set_title(f"{role} at {size}, batch {batch}"
+                     + (" (less where memory ran out)" if len(batches) > 1 else ""), fontsize=9)
+    axes[0].legend(fontsize=7, frameon=False, ncols=4)
+    note = (f"Median of {settings['rounds']} interleaved rounds per path, each in its own process; int8: static QDQ "
+            f"calibrated ({settings['calib_method']}) on {settings['calib_images']} train images. Black tick: the int8 "
+            "ceiling, 1 / (1 - share of ORT fp32's time in weighted products). Dashed line: ORT fp32.")
+    path = plots.save(fig, plot_dir / PLOT_FILE, "int8 against fp32 on a CPU: speed of each path relative to ORT fp32",
+                      describe_machine(results["machine"]), note=note)
+    return {path: fig}
+
+
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -463,6 +520,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="benchmarks/results/int8", help="JSON results and table.md")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 20 training iterations, 8 calibration and 8 val images, 2 rounds, bursts of 1")
+    p.add_argument("--plot-only", action="store_true",
+                   help="only redraw the plot from --out's results.json (measures nothing)")
+    p.add_argument("--plot-dir", help=f"where {PLOT_FILE} goes [--out]")
     args = p.parse_args(argv)
     if args.quick:
         args.iters = args.iters or 20
@@ -475,6 +535,10 @@ def main(argv=None) -> int:
     args = parse(argv)
     if args.worker:
         worker(json.loads(args.worker))
+        return 0
+    if args.plot_only:
+        for path in plot(json.loads((Path(args.out) / "results.json").read_text()), Path(args.plot_dir or args.out)):
+            print(path)
         return 0
     import segadapter
     from segadapter.inference.preprocess import preprocessing_of
@@ -509,6 +573,8 @@ def main(argv=None) -> int:
     write_json_atomic(out / "results.json", results)
     write_text_atomic(out / "table.md", text + "\n")
     print(text)
+    for path in plot(results, Path(args.plot_dir or out)):
+        print(path)
     return 0
 
 

@@ -22,6 +22,12 @@ not depend on the weights.
     python benchmarks/predict_throughput.py --data ../shared/data/camvid [--amp bf16] [--json FILE]
     python benchmarks/predict_throughput.py --overlay-format jpg   # predict --overlay-format jpg
     python benchmarks/predict_throughput.py --quick      # 8 frames, 1 round: a smoke test
+    python benchmarks/predict_throughput.py --plot-only benchmarks/results/predict_throughput/*.json --plot-dir DIR
+
+With --json FILE the run also draws predict-throughput.png beside FILE (or in --plot-dir), from
+every result JSON in FILE's folder: images/s of each stage per setting, and predict / forward
+against the target and the CPU ceiling. `--plot-only JSON ...` redraws it from existing JSON
+files (by default those in benchmarks/results/predict_throughput/), measuring nothing.
 """
 from __future__ import annotations
 
@@ -111,6 +117,69 @@ def stage_costs(frames, images, pre, inf, size, overlay_format: str) -> dict[str
         torch.set_num_threads(threads)
 
 
+PLOT_FILE = "predict-throughput.png"
+RESULTS = ROOT / "benchmarks" / "results" / "predict_throughput"
+# JSON files that do not record the machine; what the docs page says of the committed ones
+MACHINE_NOT_RECORDED = "not recorded in the JSON; docs/benchmarks/predict-throughput.md: 2 cores, AVX-512, no AMX"
+TARGET = 0.80
+
+
+def plot(files: list[Path], plot_dir: Path) -> dict:
+    """predict-throughput.png in plot_dir from result JSONs (files without "rates" are skipped):
+    images/s per stage and setting, and predict / forward with the target and the CPU ceiling;
+    {path: figure}."""
+    import plots
+
+    runs = []
+    for f in files:
+        try:
+            r = json.loads(Path(f).read_text())
+        except (OSError, ValueError):
+            continue  # another file beside the results
+        if isinstance(r, dict) and "rates" in r and "args" in r:
+            runs.append(r)
+    if not runs:
+        raise SystemExit(f"no predict_throughput result among {', '.join(map(str, files))}")
+    runs.sort(key=lambda r: (r["args"].get("run") or r["args"]["model"], r["args"]["overlay_format"] != "png"))
+
+    def varies(key):
+        return len({str(r["args"].get(key)) for r in runs}) > 1
+    groups = []
+    for r in runs:
+        a = r["args"]
+        label = [Path(a["run"]).name if a.get("run") else a["model"], f"{a['overlay_format'].upper()} overlays"]
+        label += [f"amp {a['amp']}"] if varies("amp") else []
+        label += [f"batch {a['batch_size']}"] if varies("batch_size") else []
+        groups.append("\n".join(label))
+    fig, (left, right) = plots.figure(8, 7.5, 2, 1)
+    stages = {"forward": "forward alone", "network+": "network + upsample + argmax", "predict": "predict pipeline",
+              "command": "whole predict command"}
+    plots.grouped_bars(left, groups, {label: [r["rates"][k] for r in runs] for k, label in stages.items()},
+                       "images/s", value_format=".1f", legend="upper right")
+    left.set_title("throughput of each stage", fontsize=9)
+    drawn = plots.grouped_bars(right, groups, {"predict / forward": [r["ratio"] for r in runs]}, "predict / forward",
+                               reference=TARGET, value_format=".2f", colors={"predict / forward": "#4292c6"},
+                               legend=False)
+    ceilings = [(x, r["cpu_ceiling"]) for (x, _), r in zip(drawn["predict / forward"], runs) if r.get("cpu_ceiling")]
+    if ceilings:  # what a perfect pipeline could reach with the network and the images on the same cores
+        w = 0.5 * plots.bar_width(1)
+        right.hlines([c for _, c in ceilings], [x - w for x, _ in ceilings], [x + w for x, _ in ceilings],
+                     color="black", linewidth=2, zorder=4, gid="cpu ceiling", label="ceiling on shared CPU cores")
+        right.legend(fontsize=7, frameon=False, loc="upper left")
+    right.set_ylim(0, 1.15)
+    right.set_title(f"predict / forward (dashed: the {TARGET:.2f} target)", fontsize=9)
+    machines = [f"{r.get('machine') or MACHINE_NOT_RECORDED}; device {r.get('device', '?')}"
+                + (f"; {r['date']}" if r.get("date") else "") for r in runs]
+    frames = ", ".join(sorted({str(r["frames"]) for r in runs}))
+    rounds = ", ".join(sorted({str(r["args"]["rounds"]) for r in runs}))
+    weights = "random weights" if not any(r["args"].get("run") for r in runs) else "trained or random weights"
+    note = (f"{frames} CamVid val frames (480x360), {weights}, medians of {rounds} rounds; "
+            + ", ".join(sorted({f"amp {r['args']['amp']}, batch {r['args']['batch_size']}" for r in runs})) + ".")
+    path = plots.save(fig, plot_dir / PLOT_FILE, "segadapter predict: throughput against the network alone",
+                      " | ".join(dict.fromkeys(machines)), note=note)
+    return {path: fig}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(ROOT.parent / "shared/data/camvid"), help="CamVid root (uses val/)")
@@ -123,8 +192,16 @@ def main() -> int:
     p.add_argument("--overlay-format", choices=["png", "jpg"], default="png", help="predict's overlay files [png]")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="8 frames, 1 round")
-    p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON (and the plot beside it)")
+    p.add_argument("--plot-only", nargs="*", metavar="JSON",
+                   help="only redraw the plot from these result JSONs [those in benchmarks/results/predict_throughput]")
+    p.add_argument("--plot-dir", help=f"where {PLOT_FILE} goes [the JSON's folder]")
     args = p.parse_args()
+    if args.plot_only is not None:
+        files = [Path(f) for f in args.plot_only] or sorted(RESULTS.glob("*.json"))
+        for path in plot(files, Path(args.plot_dir or files[0].parent)):
+            print(path)
+        return 0
 
     import torch
 
@@ -224,10 +301,16 @@ def main() -> int:
               f"({network_core_ms:.1f} + {image_core_ms:.1f}) = {ceiling:.2f}; "
               f"predict reaches {ratio / ceiling:.0%} of it")
     if args.json:
+        from plots import this_machine
+
         Path(args.json).write_text(json.dumps({"frames": n, "rates": rates, "seconds": times, "ratio": ratio,
                                                "image_stages_core_ms": stages, "cpu_ceiling": ceiling,
                                                "forward_one_thread_core_ms": one_thread,
-                                               "args": vars(args), "device": device}, indent=2) + "\n")
+                                               "args": vars(args), "device": device, "machine": this_machine(),
+                                               "date": time.strftime("%Y-%m-%d")}, indent=2) + "\n")
+        # this run and the others kept beside it
+        for path in plot(sorted(Path(args.json).parent.glob("*.json")), Path(args.plot_dir or Path(args.json).parent)):
+            print(path)
     return 0
 
 

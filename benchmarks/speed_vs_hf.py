@@ -15,6 +15,11 @@ is compared on equal terms either way. Prints a markdown report; `--json FILE` k
 
     python benchmarks/speed_vs_hf.py            # full report (~16 min on 2 cores)
     python benchmarks/speed_vs_hf.py --quick    # fewer rounds
+    python benchmarks/speed_vs_hf.py --plot-only --json benchmarks/results/speed_vs_hf/raw.json --plot-dir DIR
+
+With `--json`, the run also records the machine and draws speed-vs-transformers.png beside the
+JSON (or in `--plot-dir`): HF fp32 time / ours per model and input size, per precision, one panel
+per allocator setting. `--plot-only` redraws it from an existing `--json` file, measuring nothing.
 """
 from __future__ import annotations
 
@@ -245,6 +250,59 @@ def report(raw: dict) -> str:
     return "\n".join(lines)
 
 
+# raw.json files from before the "machine" key; what the docs page says of their machine
+MACHINE_NOT_RECORDED = ("not recorded in the JSON; docs/benchmarks/speed-vs-transformers.md: a 2-core CPU, ISA not "
+                        "stated. The run's 2048^2 matmul peaks, fp32 {fp32} / bf16 {bf16} GFLOP/s, point to native "
+                        "bf16 without AMX (emulated bf16 runs ~10x slower than fp32; the page's AMX machine reached "
+                        "~2.5 TFLOP/s bf16): inferred, not recorded")
+PLOT_FILE = "speed-vs-transformers.png"
+
+
+def plot(runs: list[dict], plot_dir: Path) -> dict:
+    """speed-vs-transformers.png in plot_dir: HF fp32 time / ours, per model/size and precision,
+    one panel per allocator setting; {path: figure}."""
+    import plots
+
+    groups = [(variant, size) for size in SIZES for variant in ("b0", "b1")]
+    labels = [f"{v.upper()}\n{size}" for v, size in groups] + ["B0 train\nstep"]
+    fig, axes = plots.figure(4.2 * len(runs), 4.2, 1, len(runs), sharey=True)
+    axes = [axes] if len(runs) == 1 else list(axes)
+    machines = []
+    for ax, raw in zip(axes, runs):
+        series = {"ours fp32": [], "ours bf16": [], "ours bf16 + compile": []}
+        for variant, size in groups:
+            t = {k: v["median_ms"] for k, v in raw[f"forward/{variant}/{size}"]["contenders"].items()}
+            hf = t[f"hf-{variant}/fp32"]
+            for name, key in (("ours fp32", "fp32"), ("ours bf16", "bf16"), ("ours bf16 + compile", "bf16+compile")):
+                ours = t.get(f"ours-{variant}/{key}")
+                series[name].append(None if ours is None else hf / ours)
+        train = {k: v["median_ms"] for k, v in raw["train"].items()}
+        series["ours fp32"].append(train["hf-b0"] / train["ours-b0"])  # the step is fp32 only
+        series["ours bf16"].append(None)
+        series["ours bf16 + compile"].append(None)
+        plots.grouped_bars(ax, labels, series, "HF fp32 time / ours (x faster)", reference=1.0, value_format=".2f",
+                           legend=ax is axes[0])
+        ax.set_title({"default": "glibc default allocator (both sides)",
+                      "tuned": "allocator tuned as our CLI does (both sides)"}.get(raw["malloc"], raw["malloc"]),
+                     fontsize=9)
+        ax.set_xlabel("Segformer variant, input (WxH)", fontsize=8)
+        machines.append(f"{raw.get('machine')}; {raw['threads']} threads, torch {raw['torch']}")
+    if any(r.get("machine") is None for r in runs):
+        # one sentence for the runs of the file: the peaks as a range over them
+        peaks = {p: sorted(r["matmul_peak_gflops"][p] for r in runs) for p in ("fp32", "bf16")}
+        text = {p: f"{v[0]:.0f}" if round(v[0]) == round(v[-1]) else f"{v[0]:.0f}-{v[-1]:.0f}"
+                for p, v in peaks.items()}
+        machines = [f"{MACHINE_NOT_RECORDED.format(**text)}; {r['threads']} threads, torch {r['torch']}" for r in runs]
+    machine = " | ".join(dict.fromkeys(machines))
+    rounds = ", ".join(sorted({str(r["rounds"]) for r in runs}))
+    note = (f"Batch 1 forwards, {NUM_CLASSES} classes, same weights on both sides; medians of {rounds} interleaved "
+            f"rounds. Train step: batch {TRAIN_BATCH}, {TRAIN_SIZE[1]}x{TRAIN_SIZE[0]}, fp32, AdamW. "
+            "Dashed line: as fast as transformers.")
+    path = plots.save(fig, plot_dir / PLOT_FILE, "segadapter's Segformer against transformers: speed ratio per "
+                      "precision", machine, note=note)
+    return {path: fig}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -252,12 +310,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 rounds instead of 15")
     parser.add_argument("--malloc", nargs="+", choices=MALLOC_MODES, default=list(MALLOC_MODES),
                         help="allocator settings to compare under [both]")
-    parser.add_argument("--json", help="also write the raw numbers here")
+    parser.add_argument("--json", help="also write the raw numbers here (and the plot beside them)")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="only redraw the plot from the existing --json file (measures nothing)")
+    parser.add_argument("--plot-dir", help="where the plot goes [the --json file's folder]")
     args = parser.parse_args()
     if args.worker:
         return worker(json.loads(args.worker))
     if args.child:
         print(json.dumps(parity(json.loads(args.child))))
+        return
+    if args.plot_only:
+        if not args.json:
+            parser.error("--plot-only redraws from a --json file")
+        for path in plot(json.loads(Path(args.json).read_text()), Path(args.plot_dir or Path(args.json).parent)):
+            print(path)
         return
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -265,8 +332,17 @@ def main() -> None:
         for malloc in args.malloc:
             runs.append(measure(5 if args.quick else 15, dirs, malloc))
             print(report(runs[-1]) + "\n", flush=True)
+    if args.json or args.plot_dir:
+        from plots import this_machine
+
+        machine = this_machine()  # after the timing: the parent imports nothing more while workers run
+        for raw in runs:
+            raw["machine"] = machine
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=2))
+    if args.json or args.plot_dir:
+        for path in plot(runs, Path(args.plot_dir or Path(args.json).parent)):
+            print(path)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,11 @@ time / ours, fp32; `compiled`: ours compiled against theirs, both with the tuned
 
     python benchmarks/time_to_accuracy.py --data ../shared/data/camvid --step-only
     python benchmarks/time_to_accuracy.py --data ../shared/data/camvid [--models adapt-mit-b0] [--json FILE]
+    python benchmarks/time_to_accuracy.py --plot-only --json FILE [--plot-dir DIR]
+
+With --json, the run also draws time-to-accuracy.png beside the JSON (or in --plot-dir): val mIoU
+against minutes of training with the targets, and the step times; `--plot-only` redraws it from
+an existing --json file, measuring nothing.
 """
 from __future__ import annotations
 
@@ -147,6 +152,45 @@ def machine() -> str:
             f"{choose_precision('auto', 'cpu').describe()}; torch {torch.__version__}")
 
 
+PLOT_FILE = "time-to-accuracy.png"
+STEP_LABELS = {"hf": "transformers b0, fp32", "ours": "ours segformer-b0, fp32",
+               "ours-compiled": "ours segformer-b0, fp32, compiled", "adapt": "ours adapt-mit-b0, fp32",
+               "ours-auto": "ours segformer-b0, amp auto", "adapt-auto": "ours adapt-mit-b0, amp auto"}
+
+
+def plot(report: dict, plot_dir: Path) -> dict:
+    """time-to-accuracy.png in plot_dir: the mIoU curves (when the report has them) and the step
+    times per contender and allocator; {path: figure}."""
+    import plots
+
+    curves = report.get("time_to_accuracy") or []
+    fig, axes = plots.figure(8, 3.8 * (1 + bool(curves)), 1 + bool(curves), 1)
+    axes = list(axes) if curves else [axes]
+    if curves:
+        ax = axes[0]
+        for r in curves:
+            line = r["timeline"]
+            ax.plot([p["train_s"] / 60 for p in line], [p["mIoU"] for p in line], marker="o", markersize=3,
+                    label=f"{r['model']} ({r['amp'].split(':')[0]})", gid=r["model"])
+        for t in TARGETS:
+            ax.axhline(t, color="0.4", linestyle="--", linewidth=1)
+        ax.set_xlabel("minutes of training (evaluation time excluded)")
+        ax.set_ylabel("CamVid val mIoU")
+        ax.set_title(f"time to {' and '.join(f'{t:g}' for t in TARGETS)} mIoU (dashed)", fontsize=9)
+        ax.grid(color="0.9")
+        ax.legend(fontsize=7, frameon=False)
+    steps = report["step_ms"]
+    names = [n for n in STEP_LABELS if any(k.startswith(f"{n}/") for k in steps)]
+    plots.grouped_bars(axes[-1], [STEP_LABELS[n].replace(", ", "\n", 1) for n in names],
+                       {f"{a} allocator": [steps.get(f"{n}/{a}") for n in names] for a in ("default", "tuned")},
+                       "ms per training step (median)", value_format=".0f")
+    axes[-1].tick_params(axis="x", labelsize=7)
+    axes[-1].set_title(f"training step: batch {BATCH}, {CROP[0]}x{CROP[1]} crops, {CLASSES} classes, AdamW", fontsize=9)
+    path = plots.save(fig, plot_dir / PLOT_FILE, "Time to accuracy on CamVid and the training step",
+                      report.get("machine", "not recorded in the JSON"))
+    return {path: fig}
+
+
 def main() -> int:
     if len(sys.argv) > 2 and sys.argv[1] == "--worker":
         worker(json.loads(sys.argv[2]))
@@ -158,8 +202,16 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=5, help="timed rounds of the step comparison [5]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work-dir", help="run folders of the time-to-accuracy runs [a temporary folder]")
-    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--json", help="also write the results here (and the plot beside them)")
+    p.add_argument("--plot-only", action="store_true", help="only redraw the plot from the existing --json file")
+    p.add_argument("--plot-dir", help=f"where {PLOT_FILE} goes [the --json file's folder]")
     args = p.parse_args()
+    if args.plot_only:
+        if not args.json:
+            p.error("--plot-only redraws from a --json file")
+        for path in plot(json.loads(Path(args.json).read_text()), Path(args.plot_dir or Path(args.json).parent)):
+            print(path)
+        return 0
 
     print(f"machine: {machine()}", flush=True)
     report: dict = {"machine": machine()}
@@ -191,6 +243,8 @@ def main() -> int:
     report["ratios"] = ratios
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
+        for path in plot(report, Path(args.plot_dir or Path(args.json).parent)):
+            print(path)
     print(f"\ncompiled / eager (ours, tuned): {t['ours/tuned'] / t['ours-compiled/tuned']:.2f}x")
     print(f"train step vs transformers: default={ratios['default']:.2f}x tuned={ratios['tuned']:.2f}x "
           f"compiled={ratios['compiled']:.2f}x")
