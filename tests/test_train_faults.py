@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import errno
 import json
+import multiprocessing
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +112,9 @@ def test_a_bad_file_met_mid_run_ends_it_with_a_checkpoint_of_the_last_good_step(
     good = truncate(bad)  # ... and one is cut short on the shared disk while it runs
     with pytest.raises(DataError) as e:
         trainer.fit()
+    # e's traceback still holds the loader's iterator, and the trainer its loader: the workers
+    # must have ended all the same (they ignore SIGTERM, and exit would wait on them forever)
+    assert multiprocessing.active_children() == []
     message = str(e.value)
     stopped = int(message.split("training stopped at iteration ")[1].split()[0])
     assert message.startswith(f"{bad}: cannot decode") and "--resume auto" in message
@@ -121,6 +127,40 @@ def test_a_bad_file_met_mid_run_ends_it_with_a_checkpoint_of_the_last_good_step(
     assert resumed.iteration == stopped
     resumed.fit()
     assert latest(run).name == "iter_000012"
+
+
+EXITS_AFTER_A_BAD_FILE = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_train_faults import config, make_folder, truncate
+from segadapter.engine import Trainer
+from segadapter.errors import DataError
+
+root = make_folder(Path({tmp!r}) / "data")
+trainer = Trainer(config(root, num_workers=1), Path({tmp!r}) / "run")
+truncate(root / "images" / "train" / "f03.png")
+try:
+    trainer.fit()
+except DataError as e:  # what a caller of the Python API or the CLI does: report, then exit
+    print("stopped:", str(e).split(":")[0])
+sys.exit(3)
+"""
+
+
+def test_a_process_whose_run_met_a_bad_file_exits():
+    """Found in CI: the suite passed, then pytest never exited. A DataLoader worker that ignores
+    SIGTERM outlived its run, and `multiprocessing` waits for its children at exit."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        script = EXITS_AFTER_A_BAD_FILE.format(tests=str(Path(__file__).parent), tmp=tmp)
+        try:
+            proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError(f"the process did not exit after its run stopped: {e.stdout}{e.stderr}") from None
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "stopped:" in proc.stdout and "f03.png" in proc.stdout
 
 
 def test_skip_bad_skips_logs_and_counts_a_file_met_mid_run(tmp_path):

@@ -153,3 +153,20 @@ def build_dataloader(
         worker_init_fn=_seed_worker if num_workers > 0 else None,
         generator=torch.Generator().manual_seed(int(seed)),
     )
+
+
+def stop_workers(loader: DataLoader, batches) -> None:
+    """End the worker processes of `batches` (an iterator of `loader`) now, not when the garbage
+    collector gets to them.
+
+    An exception's traceback keeps the iterator alive (a reference cycle only the collector
+    breaks), and at interpreter exit `multiprocessing` joins every child it started before any
+    collection: workers that ignore SIGTERM (engine.stop_signals.IgnoreStopSignals) then keep the
+    process from ever exiting. torch's own clean-up (what the iterator's `__del__` calls) ends
+    them through their queues; a persistent-workers loader forgets the iterator, so iterating it
+    again starts fresh workers. Safe to call twice; a no-op for a single-process iterator."""
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+    if getattr(loader, "_iterator", None) is batches:
+        loader._iterator = None

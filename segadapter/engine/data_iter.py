@@ -11,6 +11,8 @@ from typing import Any, Iterator
 
 from torch.utils.data import DataLoader
 
+from ..data.loader import stop_workers
+
 
 def epoch_batches(loader: DataLoader, start_iter: int = 0) -> Iterator[tuple[int, Any]]:
     """Yield (epoch, batch) forever, starting with the batch of iteration `start_iter`."""
@@ -20,7 +22,14 @@ def epoch_batches(loader: DataLoader, start_iter: int = 0) -> Iterator[tuple[int
     epoch, skip = divmod(start_iter, n)
     while True:
         loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
-        yield from ((epoch, b) for b in (_skipping(loader, skip) if skip else loader))
+        source = _skipping(loader, skip) if skip else loader
+        batches = iter(source)
+        try:
+            for b in batches:
+                yield epoch, b
+        except BaseException:  # an error from a worker, or GeneratorExit: the caller closed this
+            stop_workers(source, batches)
+            raise
         skip = 0
         epoch += 1
 

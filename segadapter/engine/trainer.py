@@ -248,6 +248,7 @@ class Trainer:
             raise DiskFullError(f"{e}; training stopped at iteration {self.iteration}: {kept}; free some space, "
                                 "then continue with --resume auto") from None
         finally:
+            batches.close()  # its loader workers end here, whatever ended the run (data.loader.stop_workers)
             bar.close()
             if self.log is not None:
                 self.log.close()

@@ -14,6 +14,7 @@ from ..inference.segment import device_of
 from ..errors import ConfigError
 from ..modeling.meta_arch.base import declared_model
 from .metrics import MIOU_RULES, ConfusionMatrix, MetricResult
+from ..data.loader import stop_workers
 
 
 def evaluate(
@@ -59,15 +60,19 @@ def evaluate(
     rank, world = get_rank(), get_world_size()
     shard = Subset(dataset, range(rank, len(dataset), world))
     loader = DataLoader(shard, batch_size=None, num_workers=num_workers, collate_fn=_identity)
-    bar = tqdm(loader, total=len(shard), desc="eval", disable=not progress or rank != 0, dynamic_ncols=True)
-    with eval_mode(net):
-        for item in bar:
-            label = item["label"].to(dev)
-            scores = inference(
-                net, item["image"].to(dev), mode=mode, crop_size=crop_size, stride=stride,
-                flip=flip, scales=scales, out_size=label.shape[-2:], amp_dtype=amp_dtype,
-            )
-            metric.update(scores.argmax(0), label)
+    items = iter(loader)
+    bar = tqdm(items, total=len(shard), desc="eval", disable=not progress or rank != 0, dynamic_ncols=True)
+    try:
+        with eval_mode(net):
+            for item in bar:
+                label = item["label"].to(dev)
+                scores = inference(
+                    net, item["image"].to(dev), mode=mode, crop_size=crop_size, stride=stride,
+                    flip=flip, scales=scales, out_size=label.shape[-2:], amp_dtype=amp_dtype,
+                )
+                metric.update(scores.argmax(0), label)
+    finally:  # an error or Ctrl-C mid-way must not leave the workers to the garbage collector
+        stop_workers(loader, items)
     metric.sync()
     return metric.compute(names if names is not None and len(names) == k else None, miou_over)
 
