@@ -14,10 +14,12 @@ and each row says the frame's pixel accuracy over its labelled pixels.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 
 def recorded_miou(run: Path) -> float | None:
@@ -94,10 +96,15 @@ def draw(run: Path, data: str, out: Path, frames: list[int] | None = None, count
         axes[r][0].set_ylabel(frame, fontsize=7)
         axes[r][2].set_xlabel(f"pixel accuracy {100 * accuracy:.1f}%", fontsize=7)
     handles = [Patch(color=np.asarray(c) / 255, label=n) for n, c in zip(ds.classes, palette)]
+    handles.append(Patch(color="black", label="void (not scored)"))
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False)
     fig.subplots_adjust(left=0.03, right=0.99, top=0.95, bottom=0.1, wspace=0.03, hspace=0.12)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    # a 256-colour palette PNG: a third of the bytes; the label maps are flat colours anyway
+    with Image.open(buffer) as picture:
+        picture.convert("RGB").quantize(colors=256).save(out, format="PNG", optimize=True)
     return shown
 
 
