@@ -18,9 +18,16 @@ from .config import OptimConfig
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW over `param_groups(model, cfg)`; each group carries its own `lr` and `weight_decay`."""
-    return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas,
-                             weight_decay=cfg.weight_decay)
+    """AdamW over `param_groups(model, cfg)`; each group carries its own `lr` and `weight_decay`.
+    `cfg.fused` None: PyTorch's fused kernel where every trainable parameter is on a device it
+    has one for (the CPU, CUDA); the state dict is the same either way, so runs resume across."""
+    groups = param_groups(model, cfg)
+    fused = cfg.fused
+    if fused is None:
+        fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point
+                    for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
+                             fused=bool(fused) or None)
 
 
 def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
