@@ -69,8 +69,8 @@ class IgnoreStopSignals:
 
     A scheduler signals every process of the job and Ctrl-C reaches the whole process group; a
     worker dying of it would make the main process fail before it can write its checkpoint. The
-    workers end with the main process's loader, as usual. A class, not a closure, so the spawn
-    start method can pickle it.
+    workers end when the run does (data.loader.stop_workers): ignoring SIGTERM, they would otherwise
+    outlive an exiting process. A class, not a closure, so the spawn start method can pickle it.
     """
 
     def __init__(self, inner=None) -> None:
