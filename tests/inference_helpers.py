@@ -68,7 +68,8 @@ class ColourVocabulary(SegmentationModel):
     def num_classes(self) -> int:
         return len(self.vocabulary.names)
 
-    def set_classes(self, names):
+    def set_classes(self, names, what="class names"):
+        names = Vocabulary(names).check(names, what)  # the contract: checked here, errors prefixed by `what`
         unknown = [n for n in names if n not in COLOURS]
         if unknown:
             raise ValueError(f"unknown colour words {unknown}")

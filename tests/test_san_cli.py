@@ -117,6 +117,33 @@ def test_predict_with_classes_and_with_a_classes_file_agree(capsys, models, imag
     assert code == 0, err
 
 
+def test_predict_reads_the_names_once_and_the_model_checks_them_once(capsys, models, images, tmp_path, monkeypatch):
+    """`--classes` goes through two steps with two jobs: reading the text (where each name came
+    from) and the model taking them (`set_classes`: its one check, tokens included) - not four."""
+    from segadapter.cli import inference_args
+    from segadapter.modeling import vocabulary
+
+    calls = []
+    real = vocabulary.check_names
+
+    def counted(names, where="class names", at=None):
+        if [str(n).strip() for n in names][:1] == ["sky"]:  # the user's names, not the model's own at loading
+            calls.append(where)
+        return real(names, where, at)
+
+    monkeypatch.setattr(vocabulary, "check_names", counted)
+    monkeypatch.setattr(inference_args, "check_names", counted)
+    code, _, err = _predict(capsys, models, "text", images, tmp_path / "a", "--classes", "sky,road,car")
+    assert code == 0, err
+    assert calls == ["--classes", "--classes"], calls  # read (parse_class_names), then taken by the model
+    calls.clear()
+    f = tmp_path / "names.txt"
+    f.write_text("sky\nroad\n")
+    code, _, err = _predict(capsys, models, "text", images, tmp_path / "b", "--classes-file", f)
+    assert code == 0, err
+    assert calls == [f"--classes-file {f}", "--classes-file"], calls
+
+
 def test_classes_and_classes_file_are_mutually_exclusive(capsys, models, images, tmp_path):
     f = tmp_path / "names.txt"
     f.write_text("sky\n")

@@ -159,7 +159,7 @@ def _dataset_class_names(model, dataset_name: str, classes, placeholder: bool = 
         # CLIP weights were loaded after the names were set: they are embedded now
         return (f"embedding {dataset_name}'s {len(names)} class names with CLIP's text tower "
                 "(the model held placeholder embeddings)"), False
-    model.set_classes(vocab.require(names, f"zero-shot evaluation on {dataset_name}"))
+    model.set_classes(names, f"zero-shot evaluation on {dataset_name}")
     shown = ", ".join(own[:5]) + (", ..." if len(own) > 5 else "")
     return (f"zero-shot: segmenting {dataset_name}'s {len(names)} class names instead of the model's "
             f"{len(own)} ({shown})"), True

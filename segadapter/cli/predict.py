@@ -16,7 +16,6 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..modeling.vocabulary import require_vocabulary
 from ..inference.load import load_model
 from ..inference.visualize import check_opacity, check_palette, check_png_classes
 from ..runtime.device import resolve_device
@@ -76,9 +75,6 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.ckpt, device)
     model = loaded.model
     check_backend_options(model, args)
-    if classes is not None:
-        # a fixed-class model, or a SAN without CLIP weights: one line, before any work
-        classes = require_vocabulary(model, flag).require(classes, flag)
     pre = resolve_preprocessing(args, loaded.record)
     options = inference_options(args, pre, model, device)
     palette = _palette(args.palette, len(classes) if classes else model.num_classes,
@@ -86,8 +82,10 @@ def run(args: argparse.Namespace) -> int:
     if palette is None and classes is None and pre.palette is not None:
         check_palette(pre.palette, model.num_classes, f"{loaded.config_file} palette")
     inferencer = Inferencer(model, device=device, amp=options["amp_dtype"], preprocessing=pre,
-                            scales=options["scales"], classes=classes, palette=palette,
-                            batch_size=args.batch_size, workers=args.workers, compile=args.compile)
+                            scales=options["scales"], palette=palette, batch_size=args.batch_size,
+                            workers=args.workers, compile=args.compile)
+    if classes is not None:  # the model checks them (a fixed-class model, a SAN without CLIP: one line)
+        inferencer.set_classes(classes, flag)
     inferencer.save(images, out_dir, opacity=args.opacity, overlay_format=args.overlay_format,
                     progress=not args.no_progress)
     print(f"wrote {2 * len(images)} files for {len(images)} images to {out_dir}")

@@ -108,9 +108,10 @@ class Inferencer:
             return len(self.classes)
         return bare_model(self.model).num_classes
 
-    def set_classes(self, classes: Sequence[str] | None) -> None:
+    def set_classes(self, classes: Sequence[str] | None, what: str = "classes") -> None:
         """Name the classes to segment: for open-vocabulary models any list (the model's
-        `vocabulary` checks them, its `set_classes` takes them); otherwise None (the recorded names)."""
+        `set_classes` checks and takes them, once; errors are prefixed by `what`, e.g. the CLI
+        flag); otherwise None (the recorded names)."""
         vocab = vocabulary_of(self.model)
         if classes is None:
             if vocab is not None:
@@ -120,16 +121,15 @@ class Inferencer:
                 recorded = vocab.names
             self.classes = list(recorded) if recorded is not None else None
             return
-        names = require_vocabulary(self.model, "classes").require(classes, "classes")
-        if names != self.classes or vocab.stale:
-            if names != vocab.names or vocab.stale:
-                try:
-                    self.model.set_classes(names)
-                except SegAdapterError:
-                    raise
-                except (ValueError, KeyError, TypeError) as e:
-                    raise ConfigError(f"classes {names}: the model cannot take them ({e})") from None
-            self.classes = names
+        vocab = require_vocabulary(self.model, what)  # one line for a fixed-class model
+        if isinstance(classes, str) or list(classes) != vocab.names or vocab.stale:
+            try:
+                self.model.set_classes(classes, what)
+            except SegAdapterError:
+                raise
+            except (ValueError, KeyError, TypeError) as e:
+                raise ConfigError(f"{what} {list(classes)}: the model cannot take them ({e})") from None
+        self.classes = list(vocabulary_of(self.model).names)  # a model may hold a new Vocabulary now
 
     @property
     def palette(self) -> list[tuple[int, int, int]]:

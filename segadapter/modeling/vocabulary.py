@@ -5,7 +5,7 @@
     vocab = vocabulary_of(model)          # None: fixed classes
     vocab.names                           # what it segments now
     vocab.require(names, "--classes")     # validated names, or one ConfigError: why it cannot take them
-    model.set_classes(names)              # take them (the config, and so saved folders, follow)
+    model.set_classes(names, "--classes") # check and take them, once (the config, and so saved folders, follow)
 
 `Vocabulary` holds names and their validation (`check_names`, the one check of class names);
 `ClipVocabulary` adds how names become classifier rows: CLIP's text tower lent by the model,
@@ -103,8 +103,9 @@ class Vocabulary:
         """The validated names, or one ConfigError prefixed by `what` when the model cannot take them."""
         return self.check(names, what)
 
-    def set(self, names: Sequence[str], placeholder: bool = False) -> list[str]:
-        self.names = self.require(names)
+    def set(self, names: Sequence[str], placeholder: bool = False, what: str = "class names") -> list[str]:
+        """Take `names`, checked once here (`require`); errors are prefixed by `what`."""
+        self.names = self.require(names, what)
         return self.names
 
     def refresh(self) -> bool:
@@ -185,14 +186,14 @@ class ClipVocabulary(Vocabulary):
                               f"with; bring {BRING_VOCAB} (model.options.vocab); nothing is downloaded")
         return names
 
-    def set(self, names, placeholder: bool = False) -> list[str]:
-        """Take `names`: embedded by text, or with placeholders when `placeholder` (tests, a
-        random-CLIP baseline)."""
+    def set(self, names, placeholder: bool = False, what: str = "class names") -> list[str]:
+        """Take `names`, checked once here: embedded by text, or with placeholders when
+        `placeholder` (tests, a random-CLIP baseline). Errors are prefixed by `what`."""
         if placeholder:
-            names = check_names(names)
+            names = check_names(names, what)
             self.table.set_embeddings(placeholder_embeddings(names, self.table.class_embeddings.shape[1]), False)
         else:
-            names = self.require(names)
+            names = self.require(names, what)
             if names != self.names or not self.embedded_by_text:
                 self.table.set_embeddings(self._embed(names), True)
         self.names = names

@@ -71,10 +71,11 @@ class SegmentationModel(nn.Module):
     def on_weights_loaded(self) -> None:
         """Called by `create_model` after published weights were loaded."""
 
-    def set_classes(self, names) -> None:
-        """Replace the vocabulary of an open-vocabulary model; the config follows (and so every
-        folder it is saved to)."""
-        names = require_vocabulary(self).set(names)
+    def set_classes(self, names, what: str = "class names") -> None:
+        """Replace the vocabulary of an open-vocabulary model (the names are checked here, once;
+        errors are prefixed by `what`, e.g. the flag that gave them); the config follows (and so
+        every folder it is saved to)."""
+        names = require_vocabulary(self, what).set(names, what=what)
         self.config["num_classes"] = self.num_classes
         self.config["classes"] = list(names)
         if "classes" in self.config.get("options", {}):
