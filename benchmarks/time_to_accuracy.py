@@ -104,13 +104,14 @@ def step_comparison(rounds: int) -> dict[str, dict[str, float]]:
 
 
 # ----------------------------------------------------------------------------- time to accuracy
-def time_to_accuracy(model: str, data: str, work: Path, seed: int) -> dict:
+def time_to_accuracy(model: str, data: str, work: Path, seed: int, overrides: list[str] = ()) -> dict:
     from segadapter.engine import load_config
     from segadapter.engine.trainer import Trainer
+    from segadapter.utils.malloc import tune_malloc
 
     cfg = load_config(CONFIGS[model], [f"data.root={data}", f"train.seed={seed}", "train.progress=false",
                                        "train.eval_interval=100", "train.checkpoint_interval=0",
-                                       "train.tensorboard_images=0"])
+                                       "train.tensorboard_images=0", *overrides])
     timeline: list[dict] = []
 
     class Reached(Exception):
@@ -129,6 +130,7 @@ def time_to_accuracy(model: str, data: str, work: Path, seed: int) -> dict:
                 raise Reached  # nothing left to measure
             return result
 
+    tune_malloc()  # as `segadapter train` does: its runs keep freed memory (utils/malloc.py)
     trainer = Timed(cfg, work / f"{model}_seed{seed}")
     started = time.perf_counter()
     try:
@@ -136,7 +138,8 @@ def time_to_accuracy(model: str, data: str, work: Path, seed: int) -> dict:
     except Reached:
         pass
     reached = {f"{t:g}": next((p["train_s"] / 60 for p in timeline if p["mIoU"] >= t), None) for t in TARGETS}
-    return {"model": model, "amp": trainer.precision.describe(), "minutes_to": reached,
+    return {"model": model, "amp": trainer.precision.describe(), "overrides": list(overrides),
+            "iters": cfg.schedule.max_iters, "minutes_to": reached,
             "eval_minutes": sum(p["eval_s"] for p in timeline) / 60, "timeline": timeline,
             "best_mIoU": max((p["mIoU"] for p in timeline), default=None)}
 
@@ -201,6 +204,10 @@ def main() -> int:
     p.add_argument("--models", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     p.add_argument("--rounds", type=int, default=5, help="timed rounds of the step comparison [5]")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="config overrides of the time-to-accuracy runs (a recipe other than the study's, "
+                        "e.g. schedule.max_iters=1300 schedule.warmup_iters=65)")
+    p.add_argument("--no-step", action="store_true", help="only the time-to-accuracy runs, no step comparison")
     p.add_argument("--work-dir", help="run folders of the time-to-accuracy runs [a temporary folder]")
     p.add_argument("--json", help="also write the results here (and the plot beside them)")
     p.add_argument("--plot-only", action="store_true", help="only redraw the plot from the existing --json file")
@@ -224,11 +231,15 @@ def main() -> int:
         print("\n| model | amp | minutes to 35 mIoU | minutes to 40 mIoU | best mIoU seen | evaluation minutes (apart) |")
         print("| --- | --- | --- | --- | --- | --- |")
         for model in args.models:
-            r = time_to_accuracy(model, args.data, work, args.seed)
+            r = time_to_accuracy(model, args.data, work, args.seed, args.overrides)
             report["time_to_accuracy"].append(r)
             fmt = {k: ("not reached" if v is None else f"{v:.1f}") for k, v in r["minutes_to"].items()}
             print(f"| {model} | {r['amp']} | {fmt['35']} | {fmt['40']} | {r['best_mIoU']:.2f} | "
                   f"{r['eval_minutes']:.1f} |", flush=True)
+    if args.no_step:
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2))
+        return 0
     t = step_comparison(args.rounds)
     report["step_ms"] = t
     print(f"\nTraining step, batch {BATCH}, {CROP[0]}x{CROP[1]}, {CLASSES} classes, AdamW (median ms):\n")

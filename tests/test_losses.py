@@ -99,3 +99,29 @@ def test_segmentor_loss_matches_the_published_formulation():
     out = model(images, labels=labels, predictions=True)
     expected = reference(out["logits"], labels) + model.adapters.coarse_weight * reference(out["coarse"], labels)
     assert torch.allclose(out["loss"], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("low,high", [((48, 64), (192, 256)), ((7, 9), (30, 37)), ((16, 12), (12, 10))])
+def test_upsampling_by_matmul_is_torch_bilinear_forward_and_backward(low, high):
+    """The CPU loss path resizes logits with two matrix products: the same values and gradients
+    as F.interpolate, also in bf16 (computed in fp32) and whether or not inference mode built the
+    cached matrices first."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 11, *low, requires_grad=True)
+    with torch.inference_mode():
+        losses.upsample_logits(x.detach(), high)
+    labels = torch.randint(0, 11, (2, *high))
+    labels[0, :2] = 255
+    ours = losses.plain_cross_entropy(x, labels)
+    (g_ours,) = torch.autograd.grad(ours, x)
+    ref = reference(x, labels)
+    (g_ref,) = torch.autograd.grad(ref, x)
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-5, atol=1e-8)
+    up = losses.upsample_logits(x.bfloat16(), high)
+    assert up.dtype == torch.float32
+    torch.testing.assert_close(up, F.interpolate(x.bfloat16().float(), size=high, mode="bilinear",
+                                                 align_corners=False), rtol=1e-5, atol=1e-5)
+    big = torch.randn(1, 2, 300, 8)  # beyond the matmul sides: F.interpolate itself
+    assert torch.equal(losses.upsample_logits(big, (600, 16)),
+                       F.interpolate(big, size=(600, 16), mode="bilinear", align_corners=False))

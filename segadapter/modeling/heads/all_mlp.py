@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers.channel_dropout import dropout2d_conv1x1
 from ..losses import IGNORE_INDEX
 from .base import PixelHead
 
@@ -57,7 +58,9 @@ class AllMLPHead(PixelHead):
             return self.forward_reference(feats)
         if self.training:
             x = self.fuse_norm(self._factored_sum(feats, *self.factored_weights()))
-            return self.classifier(self.dropout(self.act(x)))
+            # ReLU in place: BN's backward needs its input, not its output (GELU's needs its input)
+            x = F.relu_(x) if isinstance(self.act, nn.ReLU) else self.act(x)
+            return dropout2d_conv1x1(x, self.dropout, self.classifier)
         x = self._factored_sum(feats, *self.factored_weights(fold_bn=True))
         if torch.is_grad_enabled():  # e.g. input gradients in eval: GELU's backward needs its input
             return self.classifier(self.act(x))

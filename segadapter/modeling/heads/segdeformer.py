@@ -27,7 +27,8 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..layers.attention_kernels import attend
-from ..losses import IGNORE_INDEX, seg_cross_entropy
+from ..layers.channel_dropout import dropout2d_conv1x1
+from ..losses import IGNORE_INDEX, seg_cross_entropy, upsample_logits
 from .base import DecodeHead, resize_scores
 
 LOSS_AVERAGES = ("valid", "all")
@@ -157,7 +158,7 @@ class SegDeformerHead(DecodeHead):
             out = out + self.external_attn(x, _to_map(x_mid, h, w))  # + Y_exter
             # the auxiliary output only feeds the training loss: dropped at inference
             attn_mid = _to_map(attn_mid, h, w) if self.training else None
-        return SegDeformerOutput(self.conv_seg(self.dropout(out)), attn_mid)
+        return SegDeformerOutput(dropout2d_conv1x1(out, self.dropout, self.conv_seg), attn_mid)
 
     def fuse(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         """X_inter as a (B, C, h, w) map at the first stage's resolution."""
@@ -218,8 +219,7 @@ def cross_entropy_all_pixels(logits: torch.Tensor, labels: torch.Tensor,
                              ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Pixel CE (logits bilinearly upsampled to the labels) summed over valid pixels and divided
     by the number of *all* pixels: the official mmseg 0.x averaging, ignored pixels adding 0."""
-    if logits.shape[-2:] != labels.shape[-2:]:
-        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    logits = upsample_logits(logits, labels.shape[-2:])
     return F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="sum") / labels.numel()
 
 
