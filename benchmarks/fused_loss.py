@@ -5,6 +5,12 @@ alternately (medians of 7) in one process per allocator setting, with the larges
 difference of loss and gradient.
 
     python benchmarks/fused_loss.py
+
+`--upsample`: below the fused path's size, the loss's upsampling by two matrix products
+(`upsample_logits`, what the CPU loss runs) against `F.interpolate`, both followed by
+`F.cross_entropy`, at CPU recipes' sizes (tuned allocator).
+
+    python benchmarks/fused_loss.py --upsample
 """
 from __future__ import annotations
 
@@ -52,10 +58,53 @@ def measure(malloc: str) -> list[dict]:
     return rows
 
 
+# (batch, classes, label H, label W): CamVid's CPU recipe, a full CamVid frame, small ADE / Context crops
+UPSAMPLE_SHAPES = [(4, 11, 192, 256), (8, 11, 192, 256), (1, 11, 360, 480), (2, 150, 256, 256), (4, 59, 256, 256),
+                   (2, 19, 512, 1024)]
+
+
+def measure_upsample() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from segadapter.modeling.losses import plain_cross_entropy
+    from segadapter.utils.malloc import tune_malloc
+
+    tune_malloc()
+
+    def interpolate_ce(logits, labels):
+        up = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+        return F.cross_entropy(up, labels, ignore_index=255, reduction="sum") / (labels != 255).sum().clamp_min(1)
+
+    print("| B x K x H x W | F.interpolate + CE ms | matmul upsample + CE ms | speed-up | max abs diff loss / grad |")
+    print("| --- | --- | --- | --- | --- |")
+    for b, k, h, w in UPSAMPLE_SHAPES:
+        torch.manual_seed(0)
+        logits = torch.randn(b, k, h // 4, w // 4, requires_grad=True)
+        labels = torch.randint(0, k, (b, h, w))
+        out, times = {}, {"interpolate": [], "matmul": []}
+        for rep in range(11):
+            for name, fn in (("interpolate", interpolate_ce), ("matmul", plain_cross_entropy)):
+                t = time.perf_counter()
+                loss = fn(logits, labels)
+                (grad,) = torch.autograd.grad(loss, logits)
+                if rep >= 2:
+                    times[name].append((time.perf_counter() - t) * 1e3)
+                out[name] = (loss.detach(), grad)
+        a, m = statistics.median(times["interpolate"]), statistics.median(times["matmul"])
+        print(f"| {' x '.join(map(str, (b, k, h, w)))} | {a:.1f} | {m:.1f} | {a / m:.2f}x | "
+              f"{float((out['interpolate'][0] - out['matmul'][0]).abs()):.1e} / "
+              f"{float((out['interpolate'][1] - out['matmul'][1]).abs().max()):.1e} |", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--child", choices=["default", "tuned"], help=argparse.SUPPRESS)
+    p.add_argument("--upsample", action="store_true", help="the matmul upsampling against F.interpolate")
     args = p.parse_args()
+    if args.upsample:
+        measure_upsample()
+        return
     if args.child:
         print(json.dumps(measure(args.child)))
         return
