@@ -74,7 +74,13 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=25)
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--no-optimizers", action="store_true", help="skip the AdamW comparison")
+    p.add_argument("--default-allocator", action="store_true",
+                   help="glibc's allocator as it comes (default: tuned as segadapter's commands set it)")
     args = p.parse_args()
+    if not args.default_allocator:
+        from segadapter.utils.malloc import tune_malloc
+
+        tune_malloc()  # as `segadapter train` runs: without it big activations cost page faults every step
     print(f"{args.model}, batch {BATCH}, {CROP[0]}x{CROP[1]}, amp {args.amp}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, kernels {torch.backends.cpu.get_cpu_capability()}")
     profile(args.model, args.amp, args.rows)
