@@ -138,7 +138,7 @@ def time_to_accuracy(model: str, data: str, work: Path, seed: int, overrides: li
     except Reached:
         pass
     reached = {f"{t:g}": next((p["train_s"] / 60 for p in timeline if p["mIoU"] >= t), None) for t in TARGETS}
-    return {"model": model, "amp": trainer.precision.describe(), "overrides": list(overrides),
+    return {"model": model, "seed": seed, "amp": trainer.precision.describe(), "overrides": list(overrides),
             "iters": cfg.schedule.max_iters, "minutes_to": reached,
             "eval_minutes": sum(p["eval_s"] for p in timeline) / 60, "timeline": timeline,
             "best_mIoU": max((p["mIoU"] for p in timeline), default=None)}
@@ -173,8 +173,9 @@ def plot(report: dict, plot_dir: Path) -> dict:
         ax = axes[0]
         for r in curves:
             line = r["timeline"]
+            seed = f" seed {r['seed']}" if "seed" in r else ""
             ax.plot([p["train_s"] / 60 for p in line], [p["mIoU"] for p in line], marker="o", markersize=3,
-                    label=f"{r['model']} ({r['amp'].split(':')[0]})", gid=r["model"])
+                    label=f"{r['model']}{seed} ({r['amp'].split(':')[0]})", gid=r["model"] + seed.replace(" ", "_"))
         for t in TARGETS:
             ax.axhline(t, color="0.4", linestyle="--", linewidth=1)
         ax.set_xlabel("minutes of training (evaluation time excluded)")
