@@ -25,10 +25,38 @@ import time
 SHAPES = [(2, 150, 512, 512), (2, 19, 512, 1024), (8, 150, 512, 512)]
 
 
-def measure(malloc: str) -> list[dict]:
+def interpolate_ce(logits, labels):
+    """The reference pair: F.interpolate, then F.cross_entropy averaged over valid pixels."""
+    import torch.nn.functional as F
+
+    up = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    return F.cross_entropy(up, labels, ignore_index=255, reduction="sum") / (labels != 255).sum().clamp_min(1)
+
+
+def alternate(losses: dict, shape, reps: int) -> tuple[dict[str, float], dict[str, tuple]]:
+    """Forward + backward of each loss on the same random logits / labels at `shape` (batch,
+    classes, label H, label W; logits at stride 4), the losses alternating, two warm-up rounds:
+    ({name: median ms}, {name: (loss, gradient)})."""
     import torch
 
-    from segadapter.modeling.losses import UpsampledCrossEntropy, plain_cross_entropy
+    b, k, h, w = shape
+    torch.manual_seed(0)
+    logits = torch.randn(b, k, h // 4, w // 4, requires_grad=True)
+    labels = torch.randint(0, k, (b, h, w))
+    out, times = {}, {name: [] for name in losses}
+    for rep in range(reps):
+        for name, fn in losses.items():
+            t = time.perf_counter()
+            loss = fn(logits, labels)
+            (grad,) = torch.autograd.grad(loss, logits)
+            if rep >= 2:
+                times[name].append((time.perf_counter() - t) * 1e3)
+            out[name] = (loss.detach(), grad)
+    return {name: statistics.median(ts) for name, ts in times.items()}, out
+
+
+def measure(malloc: str) -> list[dict]:
+    from segadapter.modeling.losses import UpsampledCrossEntropy
     from segadapter.utils.malloc import tune_malloc
 
     if malloc == "tuned":
@@ -38,21 +66,9 @@ def measure(malloc: str) -> list[dict]:
         return UpsampledCrossEntropy.apply(logits, labels, 255)
 
     rows = []
-    for b, k, h, w in SHAPES:
-        torch.manual_seed(0)
-        logits = torch.randn(b, k, h // 4, w // 4, requires_grad=True)
-        labels = torch.randint(0, k, (b, h, w))
-        out, times = {}, {"plain": [], "fused": []}
-        for rep in range(9):
-            for name, fn in (("plain", plain_cross_entropy), ("fused", fused)):
-                t = time.perf_counter()
-                loss = fn(logits, labels)
-                (grad,) = torch.autograd.grad(loss, logits)
-                if rep >= 2:  # two warm-up rounds
-                    times[name].append((time.perf_counter() - t) * 1e3)
-                out[name] = (loss.detach(), grad)
-        rows.append({"shape": [b, k, h, w], "plain_ms": statistics.median(times["plain"]),
-                     "fused_ms": statistics.median(times["fused"]),
+    for shape in SHAPES:
+        ms, out = alternate({"plain": interpolate_ce, "fused": fused}, shape, 9)
+        rows.append({"shape": list(shape), "plain_ms": ms["plain"], "fused_ms": ms["fused"],
                      "loss_diff": float((out["plain"][0] - out["fused"][0]).abs()),
                      "grad_diff": float((out["plain"][1] - out["fused"][1]).abs().max())})
     return rows
@@ -64,34 +80,15 @@ UPSAMPLE_SHAPES = [(4, 11, 192, 256), (8, 11, 192, 256), (1, 11, 360, 480), (2, 
 
 
 def measure_upsample() -> None:
-    import torch
-    import torch.nn.functional as F
-
     from segadapter.modeling.losses import plain_cross_entropy
     from segadapter.utils.malloc import tune_malloc
 
     tune_malloc()
-
-    def interpolate_ce(logits, labels):
-        up = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
-        return F.cross_entropy(up, labels, ignore_index=255, reduction="sum") / (labels != 255).sum().clamp_min(1)
-
     print("| B x K x H x W | F.interpolate + CE ms | matmul upsample + CE ms | speed-up | max abs diff loss / grad |")
     print("| --- | --- | --- | --- | --- |")
     for b, k, h, w in UPSAMPLE_SHAPES:
-        torch.manual_seed(0)
-        logits = torch.randn(b, k, h // 4, w // 4, requires_grad=True)
-        labels = torch.randint(0, k, (b, h, w))
-        out, times = {}, {"interpolate": [], "matmul": []}
-        for rep in range(11):
-            for name, fn in (("interpolate", interpolate_ce), ("matmul", plain_cross_entropy)):
-                t = time.perf_counter()
-                loss = fn(logits, labels)
-                (grad,) = torch.autograd.grad(loss, logits)
-                if rep >= 2:
-                    times[name].append((time.perf_counter() - t) * 1e3)
-                out[name] = (loss.detach(), grad)
-        a, m = statistics.median(times["interpolate"]), statistics.median(times["matmul"])
+        ms, out = alternate({"interpolate": interpolate_ce, "matmul": plain_cross_entropy}, (b, k, h, w), 11)
+        a, m = ms["interpolate"], ms["matmul"]
         print(f"| {' x '.join(map(str, (b, k, h, w)))} | {a:.1f} | {m:.1f} | {a / m:.2f}x | "
               f"{float((out['interpolate'][0] - out['matmul'][0]).abs()):.1e} / "
               f"{float((out['interpolate'][1] - out['matmul'][1]).abs().max()):.1e} |", flush=True)
