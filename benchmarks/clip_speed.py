@@ -181,6 +181,11 @@ def main() -> None:
     ap.add_argument("--json", help="write the raw numbers here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.json:
+        from segadapter.utils.io import unwritable_reason
+
+        if problem := unwritable_reason(args.json):  # fail now, not after the timing
+            ap.error(problem)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return
@@ -219,7 +224,9 @@ def main() -> None:
         if "hf" not in r:
             print(f"| {k} | {r['median_ms']:.0f} | {r['best_ms']:.0f} | {r['peak_extra_mb']:.0f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        from segadapter.utils.io import write_json_atomic
+
+        write_json_atomic(args.json, results)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ process on one GPU.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -148,6 +147,11 @@ def main() -> int:
     p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     args = p.parse_args()
+    if args.json:
+        from segadapter.utils.io import unwritable_reason
+
+        if problem := unwritable_reason(args.json):  # fail now, not after the checks
+            p.error(problem)
 
     import torch
 
@@ -202,7 +206,9 @@ def main() -> int:
                       f"{r['hf_images_per_s']:.1f} | {r['ratio']:.2f} | {r['max_abs_logit_diff_fp32']:.1e} |", flush=True)
                 report["vs_hf"].append(r)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        from segadapter.utils.io import write_json_atomic
+
+        write_json_atomic(args.json, report)
     print(f"\n{'all finite and in agreement' if ok else 'SOME CHECKS FAILED'}")
     return 0 if ok else 1
 

@@ -197,6 +197,11 @@ def main() -> int:
                    help="only redraw the plot from these result JSONs [those in benchmarks/results/predict_throughput]")
     p.add_argument("--plot-dir", help=f"where {PLOT_FILE} goes [the JSON's folder]")
     args = p.parse_args()
+    if args.json:
+        from segadapter.utils.io import unwritable_reason
+
+        if problem := unwritable_reason(args.json):  # fail now, not after the timing
+            p.error(problem)
     if args.plot_only is not None:
         files = [Path(f) for f in args.plot_only] or sorted(RESULTS.glob("*.json"))
         for path in plot(files, Path(args.plot_dir or files[0].parent)):
@@ -303,11 +308,14 @@ def main() -> int:
     if args.json:
         from plots import this_machine
 
-        Path(args.json).write_text(json.dumps({"frames": n, "rates": rates, "seconds": times, "ratio": ratio,
+        from segadapter.utils.io import write_json_atomic
+
+
+        write_json_atomic(args.json, {"frames": n, "rates": rates, "seconds": times, "ratio": ratio,
                                                "image_stages_core_ms": stages, "cpu_ceiling": ceiling,
                                                "forward_one_thread_core_ms": one_thread,
                                                "args": vars(args), "device": device, "machine": this_machine(),
-                                               "date": time.strftime("%Y-%m-%d")}, indent=2) + "\n")
+                                               "date": time.strftime("%Y-%m-%d")})
         # this run and the others kept beside it
         for path in plot(sorted(Path(args.json).parent.glob("*.json")), Path(args.plot_dir or Path(args.json).parent)):
             print(path)

@@ -103,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="FILE", help="also write every eval result to FILE")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.json:
+        from segadapter.utils.io import unwritable_reason
+
+        if problem := unwritable_reason(args.json):  # fail now, not after the evaluation
+            p.error(problem)
 
     from segadapter.errors import SegAdapterError
     from segadapter.evaluation.zero_shot import PAPER_RULE, SAN_BENCHMARKS
@@ -128,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.placeholder_names:
         print("placeholder names: no CLIP text tower read the class names; these scores mean nothing.")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        from segadapter.utils.io import write_json_atomic
+
+        write_json_atomic(args.json, results)
     return 0
 
 

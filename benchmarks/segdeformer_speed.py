@@ -200,6 +200,11 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, help="write the raw numbers here")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.json:
+        from segadapter.utils.io import unwritable_reason
+
+        if problem := unwritable_reason(args.json):  # fail now, not after the timing
+            p.error(problem)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
@@ -230,7 +235,9 @@ def main(argv=None) -> int:
             print(f"{size_name:>10} {name:<45} {'n/a' if r is None else f'{r:.3f}x'}")
         report["sizes"][size_name] = {"results": rows, "ratios": ratios}
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+        from segadapter.utils.io import write_json_atomic
+
+        write_json_atomic(args.json, report)
     return 0
 
 

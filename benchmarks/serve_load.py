@@ -22,7 +22,6 @@ read from /proc.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import shutil
@@ -193,6 +192,11 @@ def main(argv=None) -> int:
     p.add_argument("--server-threads", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
+    if args.json:
+        from segadapter.utils.io import unwritable_reason
+
+        if problem := unwritable_reason(args.json):  # fail now, not after the load test
+            p.error(problem)
 
     work = Path(tempfile.mkdtemp(prefix="serve-load-"))
     files = make_inputs(work)
@@ -277,7 +281,9 @@ def main(argv=None) -> int:
     for name, ok in checks.items():
         print(("PASS " if ok else "FAIL ") + name)
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+        from segadapter.utils.io import write_json_atomic
+
+        write_json_atomic(args.json, figures)
     return 0 if all(checks.values()) else 1
 
 

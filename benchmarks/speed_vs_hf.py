@@ -320,6 +320,11 @@ def main() -> None:
     if args.child:
         print(json.dumps(parity(json.loads(args.child))))
         return
+    if args.json and not args.plot_only:
+        from segadapter.utils.io import unwritable_reason
+
+        if problem := unwritable_reason(args.json):  # fail now, not after the timing
+            parser.error(problem)
     if args.plot_only:
         if not args.json:
             parser.error("--plot-only redraws from a --json file")
@@ -339,7 +344,9 @@ def main() -> None:
         for raw in runs:
             raw["machine"] = machine
     if args.json:
-        Path(args.json).write_text(json.dumps(runs, indent=2))
+        from segadapter.utils.io import write_json_atomic
+
+        write_json_atomic(args.json, runs)
     if args.json or args.plot_dir:
         for path in plot(runs, Path(args.plot_dir or Path(args.json).parent)):
             print(path)

@@ -221,6 +221,10 @@ def main() -> int:
             print(path)
         return 0
 
+    from segadapter.utils.io import unwritable_reason, write_json_atomic
+
+    if args.json and (problem := unwritable_reason(args.json)):  # fail now, not after minutes of training
+        p.error(problem)
     print(f"machine: {machine()}", flush=True)
     report: dict = {"machine": machine()}
     if not args.step_only:
@@ -234,12 +238,12 @@ def main() -> int:
         for model in args.models:
             r = time_to_accuracy(model, args.data, work, args.seed, args.overrides)
             report["time_to_accuracy"].append(r)
+            if args.json:  # each finished run kept, whatever happens to the next
+                write_json_atomic(args.json, report)
             fmt = {k: ("not reached" if v is None else f"{v:.1f}") for k, v in r["minutes_to"].items()}
             print(f"| {model} | {r['amp']} | {fmt['35']} | {fmt['40']} | {r['best_mIoU']:.2f} | "
                   f"{r['eval_minutes']:.1f} |", flush=True)
     if args.no_step:
-        if args.json:
-            Path(args.json).write_text(json.dumps(report, indent=2))
         return 0
     t = step_comparison(args.rounds)
     report["step_ms"] = t
@@ -254,7 +258,7 @@ def main() -> int:
               "compiled": t["hf/tuned"] / t["ours-compiled/tuned"]}
     report["ratios"] = ratios
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        write_json_atomic(args.json, report)
         for path in plot(report, Path(args.plot_dir or Path(args.json).parent)):
             print(path)
     print(f"\ncompiled / eager (ours, tuned): {t['ours/tuned'] / t['ours-compiled/tuned']:.2f}x")

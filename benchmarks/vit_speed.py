@@ -24,7 +24,6 @@ import json
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import worker_process  # benchmarks/ is on sys.path when a script runs
 from worker_process import serve
@@ -166,6 +165,11 @@ def main() -> None:
     parser.add_argument("--all-classes", action="store_true", help="training labels with every class present")
     parser.add_argument("--json", help="also write the raw numbers here")
     args = parser.parse_args()
+    if args.json:
+        from segadapter.utils.io import unwritable_reason
+
+        if problem := unwritable_reason(args.json):  # fail now, not after the timing
+            parser.error(problem)
     if args.worker:
         return worker(json.loads(args.worker))
     if args.child:
@@ -217,8 +221,9 @@ def main() -> None:
           f"peak extra RSS {m['train/fp32']:.0f} MB with glibc's defaults, {m['train/fp32-live']:.0f} MB of live "
           "tensors (fixed mmap threshold)")
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(cfg=cfg, vit=vit, segvit=seg, train=train, diff=diff,
-                                                   amx=has_amx()), indent=2))
+        from segadapter.utils.io import write_json_atomic
+
+        write_json_atomic(args.json, dict(cfg=cfg, vit=vit, segvit=seg, train=train, diff=diff, amx=has_amx()))
 
 
 if __name__ == "__main__":

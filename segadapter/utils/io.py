@@ -81,3 +81,21 @@ def to_plain(value: Any) -> Any:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def unwritable_reason(path: str | os.PathLike) -> str | None:
+    """Why `path` could not be written at the end of a long run (a message naming it), or None:
+    creates its folder and writes (then removes) a file there, so a bad path fails first."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file")
+        if any(parent.exists() and not parent.is_dir() for parent in path.parents):
+            raise NotADirectoryError(errno.ENOTDIR, "a folder on its path is a file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return f"{path}: cannot be written ({e.strerror or e}); choose another path"
+    return None
