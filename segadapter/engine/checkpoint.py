@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..utils.io import atomic_path, write_text_atomic
+from ..utils.io import atomic_path, staging_dir, write_text_atomic
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
@@ -37,7 +36,7 @@ def save_checkpoint(run_dir: str | os.PathLike, iteration: int, model: nn.Module
     root = Path(run_dir) / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
     name = checkpoint_name(iteration)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{name}.", dir=root))
+    tmp = staging_dir(root, prefix=f"{_TMP_PREFIX}{name}.")
     try:
         model.save_pretrained(tmp)
         # atomic_path fsyncs before the rename below; torch.save writes through Python's file so

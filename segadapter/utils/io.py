@@ -5,6 +5,7 @@ import errno
 import json
 import os
 import re
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        # mkstemp's file is private (0600; some writers keep that mode when they replace it): give
+        # it the mode a plain open() would, or the old file's
+        os.chmod(tmp, file_mode(path))
         with open(tmp, "rb+") as f:  # flush to disk before the rename makes it visible
             os.fsync(f.fileno())  # a full disk may show only here (delayed allocation)
         os.replace(tmp, path)
@@ -35,6 +39,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def staging_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A fresh folder in `parent` to build something in before renaming it into place: mkdtemp's
+    unique name with the mode `mkdir` would give it (mkdtemp's own 0700 would follow it there)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(folder, 0o777 & ~current_umask())
+    return folder
+
+
+def file_mode(path: Path) -> int:
+    """The permissions a write to `path` should leave: those of the file it replaces, else what
+    `open(path, "w")` would create (0666 less the umask), so that a server or a teammate running
+    as another user can read checkpoints and results as they could any other file."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (os.umask can only set
+    it, and a file another thread creates in between would get the wrong mode)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def as_os_error(e: Exception) -> Exception:
