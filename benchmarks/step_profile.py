@@ -35,9 +35,10 @@ def compile_model(model, mode: str) -> None:
 
     inductor_config.cpp_wrapper = mode == "units-cpp-wrapper"
     if mode == "units-max-autotune":
-        from segadapter.utils.compile import compile_units
+        from segadapter.utils.compile import compile_units, key_compile_cache_by_cpu_isa
 
         inductor_config.fallback_random = True
+        key_compile_cache_by_cpu_isa()
         for unit in compile_units(model):
             unit.compile(dynamic=False, mode="max-autotune-no-cudagraphs")
     else:

@@ -36,7 +36,27 @@ def compile_for_inference(model: nn.Module, device: torch.device | str = "cpu") 
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True
+    key_compile_cache_by_cpu_isa()
     return torch.compile(model)
+
+
+def key_compile_cache_by_cpu_isa() -> str:
+    """Make inductor's on-disk caches tell CPU instruction sets apart; returns the tag added.
+
+    Inductor (torch 2.13) keys a compiled graph without the vector ISA its C++ was generated for,
+    so a cache filled on one CPU (or under `ATEN_CPU_CAPABILITY=avx2`) serves that code to
+    another, where it computes NaNs or corrupts memory: an AVX2-limited training run read the
+    AVX-512 graphs of an earlier run. A shared TORCHINDUCTOR_CACHE_DIR across machines, a warmed
+    cache baked into an image, or the AVX2 check of our CI all do this. torch's
+    `cache_key_tag` goes into every cache key, so the ISA in it keeps the entries apart."""
+    import torch.compiler.config as compiler_config
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+    tag = f"segadapter-cpu-isa={pick_vec_isa() or 'scalar'}"
+    current = compiler_config.cache_key_tag
+    if tag not in current.split("|"):
+        compiler_config.cache_key_tag = f"{current}|{tag}" if current else tag
+    return tag
 
 
 def compiler_missing(device: torch.device | str) -> str | None:
@@ -82,6 +102,7 @@ def compile_for_training(model: nn.Module, device: torch.device | str) -> str:
     # dropout / drop-path draw from torch's generator as in eager mode, not inductor's own: the
     # compiled run takes the same random streams, so it matches eager and resumes exactly
     inductor_config.fallback_random = True
+    key_compile_cache_by_cpu_isa()
     units = compile_units(model)
     for unit in units:
         unit.compile(dynamic=False)  # fixed crops: static shapes, no symbolic-size kernels
