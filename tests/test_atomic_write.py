@@ -54,3 +54,11 @@ def test_a_checkpoint_folder_and_its_files_are_as_readable_as_any_other(tmp_path
     assert mode(folder) == mode(tmp_path / "plain") == 0o755  # mkdtemp's 0700 locked others out
     assert {p.name: mode(p) for p in folder.iterdir()} == {p.name: 0o644 for p in folder.iterdir()}
     assert mode(folder.parent / "latest") == 0o644
+
+
+def test_a_read_only_file_is_replaced_and_stays_read_only(tmp_path, umask):
+    target = tmp_path / "card.md"
+    target.write_text("old")
+    os.chmod(target, 0o444)
+    write_text_atomic(target, "new")
+    assert target.read_text() == "new" and mode(target) == 0o444

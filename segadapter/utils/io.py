@@ -24,11 +24,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
-        # mkstemp's file is private (0600; some writers keep that mode when they replace it): give
-        # it the mode a plain open() would, or the old file's
-        os.chmod(tmp, file_mode(path))
         with open(tmp, "rb+") as f:  # flush to disk before the rename makes it visible
             os.fsync(f.fileno())  # a full disk may show only here (delayed allocation)
+        # mkstemp's file is private (0600; some writers keep that mode when they replace it): give
+        # it the mode a plain open() would, or the old file's - after the fsync, which must open
+        # it for writing even where that mode is read-only
+        os.chmod(tmp, file_mode(path))
         os.replace(tmp, path)
     except Exception as e:
         full = disk_full_error(e)
